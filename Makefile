@@ -1,0 +1,38 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
+PORT   ?= 8765
+
+.PHONY: install test lint demo sandbox up audit bench services clean
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+services:
+	@scripts/ensure-postgres.sh
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install services lint
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/python include/demo.py
+
+sandbox: install
+	PYTHONPATH=include $(BIN)/python -m sandbox --host 127.0.0.1 --port $(PORT)
+
+audit: install
+	$(BIN)/python -m zoho_whatsapp.audit $(ARGS)
+
+clean:
+	rm -rf $(VENV) .airflow-demo .pytest_cache .ruff_cache

@@ -1,0 +1,124 @@
+"""Every morning at 09:00 India time, remind customers of their overdue Zoho Books invoices on WhatsApp."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from zoho_whatsapp.whatsapp.operator import WhatsAppOperator
+
+DOC = """
+### Zoho Books payment reminders on WhatsApp
+
+At 09:00 Asia/Kolkata this DAG asks Zoho Books for every **overdue invoice**, finds each customer's
+mobile number, and sends the approved WhatsApp utility template (`payment_reminder` by default):
+
+> Dear Rajesh Enterprises, Invoice INV-000138 for ₹22,000.00 was due on 20 June 2026. Kindly arrange payment.
+
+| task | what it does |
+| --- | --- |
+| `refresh_zoho_token` | makes sure the shared, cached Zoho access token is valid (no new token if it is) and resolves the organization |
+| `fetch_overdue_invoices` | all pages of overdue invoices + one paginated pass over their customers' contacts; writes them to the send ledger |
+| `plan_reminders` | phone numbers, amounts and template parameters; skips with a reason (no_mobile, invalid_mobile, not_mobile, zero_balance, cadence...) |
+| `send_reminders` | one mapped task per batch; each message is claimed in the ledger before it is sent and settled after |
+| `account_for_every_invoice` | sent / skipped / failed / unknown for every overdue invoice; fails the run if any is unaccounted for |
+
+**Safe to clear, retry and backfill**: the ledger (connection `reminder_ledger_default`) never lets a
+message go out twice, and an invoice is not reminded again within `min_days_between_reminders` days.
+A message whose outcome is unknown (timeout after the request left) is recorded, not resent: check it,
+then trigger with `resend_unknown`.
+
+Connections: `zoho_books_default`, `whatsapp_default`, `reminder_ledger_default` (optional: SQLite under
+AIRFLOW_HOME by default).
+"""
+
+MAX_PARALLEL_BATCHES = 4  # batches sending at once; they split messages_per_second between them
+MAX_BATCHES = 1000  # stays under Airflow's default max_map_length of 1024
+
+
+@dag(
+    dag_id="zoho_books_payment_reminders",
+    schedule="0 9 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Kolkata"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["zoho-books", "whatsapp", "receivables"],
+    doc_md=DOC,
+    render_template_as_native_obj=True,
+    default_args={
+        "retries": 2,
+        "retry_delay": pendulum.duration(minutes=2),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": pendulum.duration(minutes=20),
+    },
+    params={
+        "dry_run": Param(False, type="boolean", description="Render and validate every message; send none."),
+        "batch_size": Param(100, type="integer", minimum=1, maximum=1000, description="Messages per mapped send task."),
+        "messages_per_second": Param(
+            20, type="number", exclusiveMinimum=0, maximum=1000,
+            description="Total send rate of the run (Meta allows 80/s per number by default).",
+        ),
+        "min_days_between_reminders": Param(
+            3, type="integer", minimum=0, description="Never remind an invoice again within this many days."
+        ),
+        "resend_unknown": Param(
+            False, type="boolean",
+            description="Resend messages recorded 'unknown' for this date (only after checking they did not arrive).",
+        ),
+        "template_name": Param("payment_reminder", type="string", description="Approved WhatsApp template name."),
+        "template_language": Param("en", type="string", description="Template language code."),
+    },
+)
+def zoho_books_payment_reminders() -> None:
+    @task
+    def refresh_zoho_token() -> dict:
+        """Make sure a valid token is cached for the run, and resolve the organization."""
+        from zoho_whatsapp.zoho import ZohoBooksHook
+
+        hook = ZohoBooksHook()
+        hook.get_access_token(min_validity=30 * 60)
+        org = hook.get_organization()
+        return {
+            "organization_id": org.organization_id,
+            "name": org.name,
+            "country_code": org.country_code,
+            "currency_code": org.currency_code,
+        }
+
+    @task
+    def fetch_overdue_invoices(org: dict, logical_date=None, dag_run=None, ti=None) -> dict:  # noqa: ANN001
+        """Every overdue invoice with its customer's numbers, into the ledger for this date."""
+        from zoho_whatsapp.reminder_run import fetch_into_ledger
+
+        return fetch_into_ledger(org, logical_date=logical_date, dag_id=ti.dag_id, run_id=dag_run.run_id)
+
+    @task
+    def plan_reminders(fetched: dict, params=None) -> list[dict]:  # noqa: ANN001
+        """Turn fetched invoices into planned messages or recorded skips; return batch references."""
+        from zoho_whatsapp.reminder_run import plan_batches
+
+        return plan_batches(fetched, params=dict(params), max_batches=MAX_BATCHES, max_parallel=MAX_PARALLEL_BATCHES)
+
+    @task(trigger_rule="all_done", retries=0)
+    def account_for_every_invoice(fetched: dict, params=None, dag_run=None) -> dict:  # noqa: ANN001
+        """Sent, skipped, failed or unknown: every overdue invoice, or the run fails."""
+        from zoho_whatsapp.reminder_run import account_for_run
+
+        return account_for_run(fetched, run_id=dag_run.run_id, dry_run=bool(params["dry_run"]))
+
+    org = refresh_zoho_token()
+    fetched = fetch_overdue_invoices(org)
+    batches = plan_reminders(fetched)
+    sent = WhatsAppOperator.partial(
+        task_id="send_reminders",
+        messages_per_second="{{ params.messages_per_second }}",
+        min_days_between_reminders="{{ params.min_days_between_reminders }}",
+        dry_run="{{ params.dry_run }}",
+        max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES,
+        retries=3,
+        retry_delay=pendulum.duration(seconds=30),
+    ).expand(batch=batches)
+    sent >> account_for_every_invoice(fetched)
+
+
+zoho_books_payment_reminders()

@@ -1,0 +1,594 @@
+"""SendLedger: every message is recorded before and after it goes out.
+
+The WhatsApp Cloud API has no idempotency key, so this database is what makes retries,
+re-runs, backfills and two simultaneous runs safe: a message is sent only by the one process
+that atomically moves its row from ``planned`` to ``sending``.
+
+Statuses: ``fetched`` (seen in Zoho, not yet planned) → ``planned`` or ``skipped`` →
+``sending`` → ``sent`` | ``failed`` | ``unknown`` (the request may have been accepted: never
+resent unless a person asks) | back to ``planned`` (the API proved nothing was sent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from sqlalchemy.engine import Connection, Engine
+
+from zoho_whatsapp.ledger.schema import MIGRATIONS, SCHEMA_VERSION, messages, metadata, schema_version
+
+log = logging.getLogger(__name__)
+
+IST = ZoneInfo("Asia/Kolkata")
+DEFAULT_CONN_ID = "reminder_ledger_default"
+FINAL = ("sent", "skipped", "failed", "unknown")
+OPEN = ("fetched", "planned", "sending")
+DELIVERED_OR_MAYBE = ("sent", "sending", "unknown")  # what the cadence counts as "reminded"
+
+
+class LedgerUnavailable(AirflowFailException):
+    """The ledger database cannot be reached: nothing may be sent without it."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Who is acting, for the audit trail."""
+
+    dag_id: str | None = None
+    run_id: str | None = None
+    map_index: int | None = None
+    try_number: int | None = None
+
+
+@dataclass
+class Claim:
+    """Outcome of trying to take a row for sending."""
+
+    claimed: bool
+    reason: str | None = None  # why not: "taken" (not planned any more) or "cadence"
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def ledger_url_from_connection(conn_id: str = DEFAULT_CONN_ID) -> str:
+    """SQLAlchemy URL for the ledger connection; an embedded SQLite file when it is not defined.
+
+    ``sqlite`` connections take the file path from ``host`` (or ``extra.path``);
+    ``postgres`` connections take host, port, login, password and schema (the database).
+    """
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
+        path = home / "reminder_ledger.db"
+        log.info("connection %r is not defined: using the embedded SQLite ledger %s", conn_id, path)
+        return f"sqlite:///{path}"
+    conn_type = (conn.conn_type or "").lower()
+    extra = conn.extra_dejson
+    if extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    if conn_type == "sqlite":
+        path = conn.host or extra.get("path")
+        if not path:
+            raise LedgerUnavailable(f"connection {conn_id!r} (sqlite) needs the database file path in host")
+        return f"sqlite:///{path}"
+    if conn_type in ("postgres", "postgresql"):
+        url = sa.engine.URL.create(
+            "postgresql+psycopg2",
+            username=conn.login or None,
+            password=conn.password or None,
+            host=conn.host or "localhost",
+            port=conn.port or 5432,
+            database=conn.schema or "postgres",
+        )
+        return url.render_as_string(hide_password=False)
+    raise LedgerUnavailable(f"connection {conn_id!r} has type {conn_type!r}: use sqlite or postgres")
+
+
+def _plannable() -> Any:
+    return sa.or_(messages.c.status == "fetched", messages.c.status == "planned")
+
+
+def ist_day(moment: datetime) -> str:
+    return moment.astimezone(IST).date().isoformat()
+
+
+class SendLedger:
+    """
+    The send ledger in its own database (never Airflow's metadata DB).
+
+    .. code-block:: python
+
+        ledger = SendLedger.from_connection("reminder_ledger_default")
+        claim = ledger.claim(row_id, RunInfo(...), min_days_between=3)
+        if claim.claimed:
+            ...send...
+            ledger.settle_sent(row_id, claim_token, wamid)
+    """
+
+    def __init__(self, url: str, *, conn_id: str = DEFAULT_CONN_ID, now: Any = utcnow) -> None:
+        self.url = url
+        self.conn_id = conn_id
+        self.now = now
+        self.engine = self._create_engine(url)
+        self._lock_per_invoice = self.engine.dialect.name == "postgresql"
+
+    @classmethod
+    def from_connection(cls, conn_id: str = DEFAULT_CONN_ID, *, migrate: bool = True) -> SendLedger:
+        """Open the ledger, check it answers and bring its schema up to date.
+
+        Raises :class:`LedgerUnavailable` naming the connection when the database is unreachable.
+        """
+        url = ledger_url_from_connection(conn_id)
+        ledger = cls(url, conn_id=conn_id)
+        try:
+            if migrate:
+                ledger.migrate()
+            else:
+                with ledger.engine.connect() as conn:
+                    conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            safe = sa.engine.make_url(url).render_as_string(hide_password=True)
+            raise LedgerUnavailable(
+                f"the send ledger (connection {conn_id!r}, {safe}) is unreachable: {exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0]}. Nothing was sent."
+            ) from exc
+        return ledger
+
+    @staticmethod
+    def _create_engine(url: str) -> Engine:
+        if url.startswith("sqlite"):
+            path = sa.engine.make_url(url).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+            @sa.event.listens_for(engine, "connect")
+            def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+                cursor.execute("PRAGMA busy_timeout=60000")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.close()
+
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply pending migrations; returns the schema version now in force."""
+        with self.engine.begin() as conn:
+            schema_version.create(conn, checkfirst=True)
+            applied = {row[0] for row in conn.execute(sa.select(schema_version.c.version))}
+            for version, title, tables in MIGRATIONS:
+                if version in applied:
+                    continue
+                for table in tables:
+                    table.create(conn, checkfirst=True)
+                conn.execute(schema_version.insert().values(version=version, applied_at=utcnow()))
+                log.info("ledger schema migrated to version %d (%s)", version, title)
+        return SCHEMA_VERSION
+
+    def reset(self) -> None:
+        """Drop everything (tests and ``make demo`` only)."""
+        metadata.drop_all(self.engine)
+        self.migrate()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- recording what Zoho says is overdue -----------------------------------------------------
+
+    def record_fetched(
+        self,
+        *,
+        organization_id: str,
+        kind: str,
+        occasion: str,
+        invoices: Iterable[Mapping[str, Any]],
+        run: RunInfo,
+        chunk_size: int = 1000,
+    ) -> tuple[int, int]:
+        """Upsert one row per invoice seen in Zoho for this occasion; retire rows no longer seen.
+
+        Rows already ``planned`` or ``skipped`` are re-planned from the fresh data; rows that were
+        claimed, sent, failed or are unknown keep their status. Returns (seen, retired).
+        """
+        seen_at = self.now()
+        insert = self._insert()
+        seen = 0
+        with self.transaction() as conn:
+            batch: list[dict[str, Any]] = []
+            for inv in invoices:
+                batch.append(
+                    {
+                        "organization_id": organization_id,
+                        "invoice_id": str(inv["invoice_id"]),
+                        "kind": kind,
+                        "occasion": occasion,
+                        "invoice_number": inv.get("invoice_number"),
+                        "customer_id": inv.get("customer_id"),
+                        "customer_name": inv.get("customer_name"),
+                        "source": json.dumps(inv, default=str, ensure_ascii=False),
+                        "status": "fetched",
+                        "seen_run_id": run.run_id,
+                        "seen_at": seen_at,
+                        "dag_id": run.dag_id,
+                        "run_id": run.run_id,
+                        "attempts": 0,
+                        "created_at": seen_at,
+                        "updated_at": seen_at,
+                    }
+                )
+                if len(batch) >= chunk_size:
+                    seen += self._upsert_fetched(conn, insert, batch)
+                    batch = []
+            if batch:
+                seen += self._upsert_fetched(conn, insert, batch)
+            retired = conn.execute(
+                messages.update()
+                .where(
+                    messages.c.organization_id == organization_id,
+                    messages.c.kind == kind,
+                    messages.c.occasion == occasion,
+                    messages.c.status.in_(("fetched", "planned")),
+                    messages.c.seen_at < seen_at,
+                )
+                .values(status="skipped", reason="no_longer_overdue", updated_at=seen_at)
+            ).rowcount
+        return seen, retired
+
+    def _insert(self) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert
+
+    def _upsert_fetched(self, conn: Connection, insert: Any, rows: list[dict[str, Any]]) -> int:
+        stmt = insert(messages)
+        # Spelled out: an IN list cannot be expanded inside an executemany statement.
+        replannable = sa.or_(*(messages.c.status == s for s in ("fetched", "planned", "skipped")))
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["organization_id", "invoice_id", "kind", "occasion"],
+            set_={
+                "source": stmt.excluded.source,
+                "invoice_number": stmt.excluded.invoice_number,
+                "customer_id": stmt.excluded.customer_id,
+                "customer_name": stmt.excluded.customer_name,
+                "seen_run_id": stmt.excluded.seen_run_id,
+                "seen_at": stmt.excluded.seen_at,
+                "updated_at": stmt.excluded.updated_at,
+                "status": sa.case((replannable, "fetched"), else_=messages.c.status),
+                "reason": sa.case((replannable, None), else_=messages.c.reason),
+            },
+        )
+        conn.execute(stmt, rows)
+        return len(rows)
+
+    def rows(self, *, status: Sequence[str] | None = None, **where: Any) -> list[dict[str, Any]]:
+        """Rows matching column equalities (and statuses), oldest first."""
+        query = sa.select(messages).order_by(messages.c.id)
+        for column, value in where.items():
+            query = query.where(messages.c[column] == value)
+        if status:
+            query = query.where(messages.c.status.in_(tuple(status)))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def recently_reminded(
+        self, *, organization_id: str, kind: str, min_days_between: int, today: str | None = None
+    ) -> set[str]:
+        """Invoice ids reminded (or possibly reminded) within the cadence window, by IST day."""
+        if min_days_between <= 0:
+            return set()
+        today = today or ist_day(self.now())
+        cutoff = (date.fromisoformat(today) - timedelta(days=min_days_between)).isoformat()
+        query = sa.select(messages.c.invoice_id).where(
+            messages.c.organization_id == organization_id,
+            messages.c.kind == kind,
+            messages.c.status.in_(DELIVERED_OR_MAYBE),
+            messages.c.claimed_on > cutoff,
+        )
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(query)}
+
+    def plan_many(self, plans: Sequence[Mapping[str, Any]], skips: Sequence[Mapping[str, Any]]) -> None:
+        """``fetched`` rows become ``planned`` (with what will be sent) or ``skipped``, in bulk.
+
+        ``plans`` items: ``id``, ``recipient``, ``phone_masked``, ``template_name``,
+        ``template_language``, ``parameters``; ``skips`` items: ``id``, ``reason`` and optional
+        ``detail`` and ``phone_masked``. A row that moved on meanwhile (claimed by a concurrent
+        run) is left alone.
+        """
+        now = self.now()
+        with self.transaction() as conn:
+            if plans:
+                conn.execute(
+                    messages.update()
+                    .where(messages.c.id == sa.bindparam("row_id"), _plannable())
+                    .values(
+                        status="planned",
+                        reason=None,
+                        error_message=None,
+                        recipient=sa.bindparam("recipient"),
+                        phone_masked=sa.bindparam("phone_masked"),
+                        template_name=sa.bindparam("template_name"),
+                        template_language=sa.bindparam("template_language"),
+                        parameters=sa.bindparam("params_json"),
+                        updated_at=now,
+                    ),
+                    [
+                        {
+                            "row_id": p["id"],
+                            "recipient": p["recipient"],
+                            "phone_masked": p["phone_masked"],
+                            "template_name": p["template_name"],
+                            "template_language": p["template_language"],
+                            "params_json": json.dumps(dict(p["parameters"]), ensure_ascii=False),
+                        }
+                        for p in plans
+                    ],
+                )
+            if skips:
+                conn.execute(
+                    messages.update()
+                    .where(messages.c.id == sa.bindparam("row_id"), _plannable())
+                    .values(
+                        status="skipped",
+                        reason=sa.bindparam("skip_reason"),
+                        error_message=sa.bindparam("detail"),
+                        phone_masked=sa.bindparam("masked"),
+                        updated_at=now,
+                    ),
+                    [
+                        {
+                            "row_id": s["id"],
+                            "skip_reason": s["reason"],
+                            "detail": s.get("detail"),
+                            "masked": s.get("phone_masked"),
+                        }
+                        for s in skips
+                    ],
+                )
+
+    def assign_batches(self, *, organization_id: str, kind: str, occasion: str, batch_size: int) -> list[int]:
+        """Number the planned rows' batches, keeping one recipient's messages in one batch.
+
+        Returns the batch numbers that hold planned rows. A recipient may get several messages
+        (one per invoice); keeping them together lets one sender space them out, as Meta allows
+        one message per 6 seconds to the same number.
+        """
+        planned = sa.select(messages.c.id, messages.c.recipient).where(
+            messages.c.organization_id == organization_id,
+            messages.c.kind == kind,
+            messages.c.occasion == occasion,
+            messages.c.status == "planned",
+        ).order_by(messages.c.recipient, messages.c.id)
+        with self.transaction() as conn:
+            rows = conn.execute(planned).all()
+            assignments: list[dict[str, int]] = []
+            batch, in_batch, previous = 0, 0, None
+            for row_id, recipient in rows:
+                if in_batch >= batch_size and recipient != previous:
+                    batch, in_batch = batch + 1, 0
+                assignments.append({"row_id": row_id, "batch_no": batch})
+                in_batch += 1
+                previous = recipient
+            if assignments:
+                conn.execute(
+                    messages.update().where(messages.c.id == sa.bindparam("row_id")).values(batch=sa.bindparam("batch_no")),
+                    assignments,
+                )
+        return sorted({a["batch_no"] for a in assignments})
+
+    def reopen_unknown(self, *, organization_id: str, kind: str, occasion: str) -> int:
+        """A person checked the ``unknown`` rows and asked to resend them: back to ``planned``."""
+        with self.transaction() as conn:
+            return conn.execute(
+                messages.update()
+                .where(
+                    messages.c.organization_id == organization_id,
+                    messages.c.kind == kind,
+                    messages.c.occasion == occasion,
+                    messages.c.status == "unknown",
+                )
+                .values(status="planned", reason="resend_unknown", updated_at=self.now())
+            ).rowcount
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def batch_rows(self, *, organization_id: str, kind: str, occasion: str, batch: int) -> list[dict[str, Any]]:
+        return self.rows(organization_id=organization_id, kind=kind, occasion=occasion, batch=batch)
+
+    def mark_interrupted(self, row_ids: Sequence[int], run: RunInfo) -> int:
+        """Rows left ``sending`` by an earlier, dead try of this task become ``unknown``.
+
+        Airflow runs one try of a task instance at a time, so a ``sending`` row claimed by an
+        earlier try of the same run and map index was interrupted mid-flight: the request may or
+        may not have reached Meta.
+        """
+        if not row_ids:
+            return 0
+        with self.transaction() as conn:
+            return conn.execute(
+                messages.update()
+                .where(
+                    messages.c.id.in_(list(row_ids)),
+                    messages.c.status == "sending",
+                    messages.c.run_id == run.run_id,
+                    messages.c.map_index == run.map_index,
+                    messages.c.try_number < (run.try_number or 0),
+                )
+                .values(
+                    status="unknown",
+                    reason="interrupted",
+                    error_message="the task died while this message was being sent; it may have been delivered",
+                    updated_at=self.now(),
+                    settled_at=self.now(),
+                )
+            ).rowcount
+
+    def claim(self, row_id: int, run: RunInfo, claim_token: str, *, min_days_between: int = 0) -> Claim:
+        """Atomically take a ``planned`` row for sending, unless the cadence forbids it.
+
+        The row moves to ``sending`` only if it is still ``planned``. Within the same transaction
+        any other row for the same invoice and kind that was sent (or may have been) within
+        ``min_days_between`` IST days turns this one into ``skipped``/``cadence``. PostgreSQL
+        serialises claims of one invoice with an advisory lock; SQLite has a single writer.
+        """
+        now = self.now()
+        today = ist_day(now)
+        with self.transaction() as conn:
+            current = conn.execute(sa.select(messages).where(messages.c.id == row_id)).first()
+            if current is None:
+                return Claim(False, "missing")
+            row = dict(current._mapping)
+            if self._lock_per_invoice:
+                key = zlib.crc32(f"{row['organization_id']}:{row['invoice_id']}:{row['kind']}".encode())
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            taken = conn.execute(
+                messages.update()
+                .where(messages.c.id == row_id, messages.c.status == "planned")
+                .values(
+                    status="sending",
+                    claim_token=claim_token,
+                    claimed_at=now,
+                    claimed_on=today,
+                    dag_id=run.dag_id,
+                    run_id=run.run_id,
+                    map_index=run.map_index,
+                    try_number=run.try_number,
+                    attempts=messages.c.attempts + 1,
+                    updated_at=now,
+                )
+            ).rowcount
+            if taken != 1:
+                return Claim(False, "taken", row)
+            if min_days_between > 0:
+                cutoff = (date.fromisoformat(today) - timedelta(days=min_days_between)).isoformat()
+                earlier = conn.execute(
+                    sa.select(messages.c.id, messages.c.occasion, messages.c.status).where(
+                        messages.c.organization_id == row["organization_id"],
+                        messages.c.invoice_id == row["invoice_id"],
+                        messages.c.kind == row["kind"],
+                        messages.c.id != row_id,
+                        messages.c.status.in_(DELIVERED_OR_MAYBE),
+                        messages.c.claimed_on > cutoff,
+                    )
+                ).first()
+                if earlier is not None:
+                    conn.execute(
+                        messages.update()
+                        .where(messages.c.id == row_id)
+                        .values(
+                            status="skipped",
+                            reason="cadence",
+                            error_message=f"already {earlier.status} for {earlier.occasion} (row {earlier.id})",
+                            claimed_at=None,
+                            claimed_on=None,
+                            settled_at=now,
+                        )
+                    )
+                    return Claim(False, "cadence", row)
+        return Claim(True, None, row)
+
+    def settle(
+        self,
+        row_id: int,
+        claim_token: str,
+        status: str,
+        *,
+        wamid: str | None = None,
+        reason: str | None = None,
+        error_code: int | None = None,
+        error_message: str | None = None,
+    ) -> bool:
+        """Record how a claimed send ended. Only the claim's holder can settle it."""
+        if status not in ("sent", "failed", "unknown", "planned"):
+            raise ValueError(f"cannot settle a message as {status!r}")
+        now = self.now()
+        values: dict[str, Any] = {
+            "status": status,
+            "reason": reason,
+            "error_code": error_code,
+            "error_message": error_message,
+            "updated_at": now,
+            "settled_at": now,
+        }
+        if wamid is not None:
+            values["wamid"] = wamid
+        if status == "planned":  # released: Meta proved nothing was sent, so the cadence is free again
+            values.update(claim_token=None, claimed_at=None, claimed_on=None, settled_at=None)
+        with self.transaction() as conn:
+            return conn.execute(
+                messages.update().where(messages.c.id == row_id, messages.c.claim_token == claim_token).values(**values)
+            ).rowcount == 1
+
+    # -- accounting ---------------------------------------------------------------------------
+
+    def account(self, *, organization_id: str, kind: str, occasion: str) -> dict[str, Any]:
+        """Counts for one occasion: by status, skipped by reason, failed by code."""
+        query = sa.select(
+            messages.c.status, messages.c.reason, messages.c.error_code, sa.func.count()
+        ).where(
+            messages.c.organization_id == organization_id,
+            messages.c.kind == kind,
+            messages.c.occasion == occasion,
+        ).group_by(messages.c.status, messages.c.reason, messages.c.error_code)
+        by_status: Counter[str] = Counter()
+        skipped: Counter[str] = Counter()
+        failed: Counter[str] = Counter()
+        with self.engine.connect() as conn:
+            for status, reason, code, count in conn.execute(query):
+                by_status[status] += count
+                if status == "skipped":
+                    skipped[reason or "unspecified"] += count
+                elif status == "failed":
+                    failed[str(code or reason or "unspecified")] += count
+        return {
+            "total": sum(by_status.values()),
+            "by_status": dict(by_status),
+            "skipped_by_reason": dict(skipped),
+            "failed_by_code": dict(failed),
+        }
+
+    def close_dead_claims(self, *, organization_id: str, kind: str, occasion: str, run_id: str) -> int:
+        """After every batch of a run has ended, its leftover ``sending`` rows died in flight."""
+        with self.transaction() as conn:
+            return conn.execute(
+                messages.update()
+                .where(
+                    messages.c.organization_id == organization_id,
+                    messages.c.kind == kind,
+                    messages.c.occasion == occasion,
+                    messages.c.status == "sending",
+                    messages.c.run_id == run_id,
+                )
+                .values(status="unknown", reason="interrupted", updated_at=self.now(), settled_at=self.now())
+            ).rowcount
+
+    def dispose(self) -> None:
+        self.engine.dispose()

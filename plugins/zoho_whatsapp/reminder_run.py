@@ -1,0 +1,237 @@
+"""The steps of one reminder run, each the body of a task in the reminder DAG.
+
+They pass only small dicts between them (XCom); the invoices and messages live in the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from zoho_whatsapp.ledger import RunInfo, SendLedger
+from zoho_whatsapp.ledger.ledger import IST, OPEN
+from zoho_whatsapp.rules.reminders import (
+    REMINDER_KIND,
+    InvalidInvoice,
+    OverdueInvoice,
+    Reminder,
+    ReminderPolicy,
+    plan_reminder,
+)
+from zoho_whatsapp.rules.templates import load_templates
+from zoho_whatsapp.whatsapp.batch import BatchRef
+from zoho_whatsapp.zoho import ZohoBooksHook
+
+log = logging.getLogger(__name__)
+
+LEDGER_CONN_ID = "reminder_ledger_default"
+
+
+def reminder_date(logical_date: datetime) -> str:
+    """The run's logical date as an IST calendar day: the occasion a reminder is for."""
+    return logical_date.astimezone(IST).date().isoformat()
+
+
+def fetch_into_ledger(
+    org: dict[str, Any],
+    *,
+    logical_date: datetime,
+    dag_id: str,
+    run_id: str,
+    zoho_conn_id: str = ZohoBooksHook.default_conn_name,
+    ledger_conn_id: str = LEDGER_CONN_ID,
+) -> dict[str, Any]:
+    """Fetch every overdue invoice and its customer's numbers; record them for this date."""
+    ledger = SendLedger.from_connection(ledger_conn_id)  # unreachable ledger: fail before any Zoho call
+    hook = ZohoBooksHook(zoho_conn_id)
+    occasion = reminder_date(logical_date)
+    invoices = hook.list_overdue_invoices()
+    log.info("Zoho lists %d overdue invoice(s) for organization %s", len(invoices), org["organization_id"])
+    contacts = hook.list_overdue_contacts()
+    missing = sorted(
+        {str(i.get("customer_id")) for i in invoices if str(i.get("customer_id")) not in contacts and i.get("customer_id")}
+    )
+    for customer_id in missing:  # rare: a contact the Invoice.OverDue filter did not return
+        contact = hook.get_contact(customer_id)
+        if contact:
+            contacts[customer_id] = contact
+    if missing:
+        log.info("looked up %d contact(s) missing from the overdue-contacts listing one by one", len(missing))
+    records = (
+        {**inv, "_contact": _contact_numbers(contacts.get(str(inv.get("customer_id"))))} for inv in invoices
+    )
+    seen, retired = ledger.record_fetched(
+        organization_id=org["organization_id"],
+        kind=REMINDER_KIND,
+        occasion=occasion,
+        invoices=records,
+        run=RunInfo(dag_id=dag_id, run_id=run_id),
+    )
+    if retired:
+        log.info("%d invoice(s) planned earlier for %s are no longer overdue: skipped", retired, occasion)
+    ledger.dispose()
+    log.info(
+        "recorded %d overdue invoice(s) for %s using %d Zoho API call(s) and %d token request(s)",
+        seen, occasion, hook.api_calls, hook.token_requests,
+    )
+    return {
+        **org,
+        "occasion": occasion,
+        "overdue_invoices": seen,
+        "retired": retired,
+        "zoho_api_calls": hook.api_calls,
+        "zoho_token_requests": hook.token_requests,
+    }
+
+
+def _contact_numbers(contact: dict[str, Any] | None) -> dict[str, Any]:
+    if not contact:
+        return {}
+    persons = contact.get("contact_persons") or []
+    primary = next((p for p in persons if p.get("is_primary_contact")), persons[0] if persons else {})
+    return {
+        "contact_name": contact.get("contact_name"),
+        "mobile": contact.get("mobile") or primary.get("mobile"),
+        "phone": contact.get("phone") or primary.get("phone"),
+    }
+
+
+def plan_batches(
+    fetched: dict[str, Any],
+    *,
+    params: dict[str, Any],
+    max_batches: int,
+    max_parallel: int,
+    ledger_conn_id: str = LEDGER_CONN_ID,
+) -> list[dict[str, Any]]:
+    """Plan or skip every fetched invoice, then cut the planned messages into batches."""
+    ledger = SendLedger.from_connection(ledger_conn_id)
+    org_id, occasion = fetched["organization_id"], fetched["occasion"]
+    policy = ReminderPolicy(
+        template=params.get("template_name") or "payment_reminder",
+        language=params.get("template_language") or "en",
+        default_region=fetched.get("country_code") or "IN",
+        min_days_between_reminders=int(params.get("min_days_between_reminders", 3)),
+    )
+    templates = load_templates()
+    if policy.template not in templates:
+        raise AirflowFailException(
+            f"template {policy.template!r} is not configured (known: {', '.join(sorted(templates))}); "
+            "add it to include/templates/whatsapp_templates.yaml"
+        )
+    spec = templates[policy.template]
+    if params.get("resend_unknown"):
+        reopened = ledger.reopen_unknown(organization_id=org_id, kind=REMINDER_KIND, occasion=occasion)
+        log.warning("resend_unknown: %d message(s) with an unknown outcome will be sent again", reopened)
+    recent = ledger.recently_reminded(
+        organization_id=org_id, kind=REMINDER_KIND, min_days_between=policy.min_days_between_reminders
+    )
+    rows = ledger.rows(organization_id=org_id, kind=REMINDER_KIND, occasion=occasion, status=("fetched",))
+    plans: list[dict[str, Any]] = []
+    skips: list[dict[str, Any]] = []
+    for row in rows:
+        source = json.loads(row["source"] or "{}")
+        if row["invoice_id"] in recent:
+            skips.append({"id": row["id"], "reason": "cadence", "detail": "reminded within the cadence window"})
+            continue
+        try:
+            invoice = OverdueInvoice.from_zoho(source, source.get("_contact"))
+        except InvalidInvoice as exc:
+            skips.append({"id": row["id"], "reason": "invalid_invoice", "detail": str(exc)})
+            continue
+        decision = plan_reminder(invoice, policy, spec)
+        if isinstance(decision, Reminder):
+            plans.append(
+                {
+                    "id": row["id"],
+                    "recipient": decision.recipient,
+                    "phone_masked": decision.phone_masked,
+                    "template_name": spec.name,
+                    "template_language": policy.language,
+                    "parameters": decision.parameters,
+                }
+            )
+        else:
+            skips.append(
+                {"id": row["id"], "reason": decision.reason, "detail": decision.detail, "phone_masked": decision.phone_masked}
+            )
+    ledger.plan_many(plans, skips)
+    planned = ledger.rows(organization_id=org_id, kind=REMINDER_KIND, occasion=occasion, status=("planned",))
+    batch_size = int(params.get("batch_size", 100))
+    if math.ceil(len(planned) / batch_size) > max_batches:
+        batch_size = math.ceil(len(planned) / max_batches)
+        log.info("raised batch_size to %d to stay within %d mapped tasks", batch_size, max_batches)
+    numbers = ledger.assign_batches(organization_id=org_id, kind=REMINDER_KIND, occasion=occasion, batch_size=batch_size)
+    ledger.dispose()
+    skipped: dict[str, int] = {}
+    for s in skips:
+        skipped[s["reason"]] = skipped.get(s["reason"], 0) + 1
+    log.info(
+        "planned %d message(s) in %d batch(es); skipped %d: %s",
+        len(planned), len(numbers), len(skips), skipped or "none",
+    )
+    share = min(len(numbers), max_parallel) or 1
+    return [
+        BatchRef(organization_id=org_id, kind=REMINDER_KIND, occasion=occasion, batch=n, parallel_share=share).to_dict()
+        for n in numbers
+    ]
+
+
+def account_for_run(
+    fetched: dict[str, Any], *, run_id: str, dry_run: bool, ledger_conn_id: str = LEDGER_CONN_ID
+) -> dict[str, Any]:
+    """Report every overdue invoice's fate for this date; fail if any is still open."""
+    ledger = SendLedger.from_connection(ledger_conn_id)
+    key = {"organization_id": fetched["organization_id"], "kind": REMINDER_KIND, "occasion": fetched["occasion"]}
+    dead = 0 if dry_run else ledger.close_dead_claims(**key, run_id=run_id)
+    account = ledger.account(**key)
+    open_rows = ledger.rows(**key, status=OPEN)
+    ledger.dispose()
+    by_status = account["by_status"]
+    report = {
+        "occasion": fetched["occasion"],
+        "overdue_invoices": fetched["overdue_invoices"],
+        "recorded": account["total"],
+        "sent": by_status.get("sent", 0),
+        "skipped": by_status.get("skipped", 0),
+        "failed": by_status.get("failed", 0),
+        "unknown": by_status.get("unknown", 0),
+        "open": len(open_rows),
+        "skipped_by_reason": account["skipped_by_reason"],
+        "failed_by_code": account["failed_by_code"],
+        "zoho_api_calls": fetched.get("zoho_api_calls"),
+        "dry_run": dry_run,
+    }
+    log.info(
+        "reminders for %s: %d overdue invoice(s) | sent %d | skipped %d %s | failed %d %s | unknown %d | open %d",
+        report["occasion"], report["overdue_invoices"], report["sent"], report["skipped"],
+        report["skipped_by_reason"], report["failed"], report["failed_by_code"], report["unknown"], report["open"],
+    )
+    if dead:
+        log.warning("%d message(s) were left mid-send by a dead task: recorded unknown, not resent", dead)
+    if report["unknown"]:
+        log.warning(
+            "%d message(s) have an unknown outcome (the request may have reached WhatsApp). Check `make audit`, "
+            "then trigger this date again with resend_unknown=true to send those that did not arrive.",
+            report["unknown"],
+        )
+    if dry_run:
+        report["would_send"] = sum(1 for r in open_rows if r["status"] == "planned")
+        return report
+    if open_rows:
+        sample = ", ".join(f"{r['invoice_number']} ({r['status']})" for r in open_rows[:10])
+        raise AirflowFailException(
+            f"{len(open_rows)} overdue invoice(s) are unaccounted for (still planned or sending): {sample}. "
+            "A send task failed or was stopped; see its log, fix the cause and clear the failed batches."
+        )
+    if account["total"] < fetched["overdue_invoices"]:
+        raise AirflowFailException(
+            f"the ledger holds {account['total']} row(s) for {fetched['occasion']} but Zoho listed "
+            f"{fetched['overdue_invoices']} overdue invoice(s)"
+        )
+    return report

@@ -1,0 +1,248 @@
+"""Send one batch of planned ledger rows: concurrent, paced, and exactly once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from zoho_whatsapp.ledger import RunInfo, SendLedger
+from zoho_whatsapp.rules.templates import TemplateError, TemplateSpec, build_template_message, render_text
+from zoho_whatsapp.whatsapp.errors import Outcome, WhatsAppSendError
+from zoho_whatsapp.whatsapp.hook import WhatsAppHook
+from zoho_whatsapp.whatsapp.rate_limit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+PAIR_INTERVAL = 6.0  # Meta: one message per 6 s to the same recipient (code 131056)
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """What XCom carries between planning and sending: where the rows are, never the rows."""
+
+    organization_id: str
+    kind: str
+    occasion: str
+    batch: int
+    parallel_share: int = 1  # how many batches share the messages_per_second budget
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class BatchResult:
+    counts: Counter[str] = field(default_factory=Counter)
+    stop_error: WhatsAppSendError | None = None
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(sorted(self.counts.items()))
+
+
+class BatchSender:
+    """Claims each planned row in the ledger, sends it, settles it; the rest of the batch goes on.
+
+    :param retry_later_attempts: in-task retries of a send Meta refused with a retry-later code;
+        after that the row is released to ``planned`` and the task fails so Airflow retries it.
+    """
+
+    def __init__(
+        self,
+        hook: WhatsAppHook,
+        ledger: SendLedger,
+        templates: dict[str, TemplateSpec],
+        run: RunInfo,
+        *,
+        messages_per_second: float = 20.0,
+        max_workers: int = 8,
+        min_days_between: int = 0,
+        retry_later_attempts: int = 3,
+        backoff_seconds: float = 2.0,
+        pair_interval: float = PAIR_INTERVAL,
+        dry_run: bool = False,
+    ) -> None:
+        self.hook = hook
+        self.ledger = ledger
+        self.templates = templates
+        self.run = run
+        self.limiter = RateLimiter(messages_per_second)
+        self.max_workers = max(1, max_workers)
+        self.min_days_between = min_days_between
+        self.retry_later_attempts = retry_later_attempts
+        self.backoff_seconds = backoff_seconds
+        self.pair_interval = pair_interval
+        self.dry_run = dry_run
+        self._stop = threading.Event()
+        self._pair_lock = threading.Lock()
+        self._next_for_recipient: dict[str, float] = {}
+        self._result = BatchResult()
+        self._count_lock = threading.Lock()
+        self._done = 0
+        self._total = 0
+
+    def send(self, ref: BatchRef) -> BatchResult:
+        rows = self.ledger.batch_rows(
+            organization_id=ref.organization_id, kind=ref.kind, occasion=ref.occasion, batch=ref.batch
+        )
+        interrupted = self.ledger.mark_interrupted([r["id"] for r in rows if r["status"] == "sending"], self.run)
+        if interrupted:
+            log.warning(
+                "%d message(s) were in flight when an earlier try died: recorded as 'unknown', NOT resent. "
+                "Check them with `make audit`; set the resend_unknown param to force them.",
+                interrupted,
+            )
+            self._count("interrupted_unknown", interrupted)
+        todo = [r for r in rows if r["status"] == "planned"]
+        already = Counter(r["status"] for r in rows if r["status"] != "planned")
+        log.info(
+            "batch %s of %s/%s: %d to send, already settled: %s",
+            ref.batch, ref.kind, ref.occasion, len(todo), dict(already) or "none",
+        )
+        if self.dry_run:
+            return self._dry_run(todo)
+        self._total = len(todo)
+        ordered = _recipient_rounds(todo)
+        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="whatsapp-send") as pool:
+            for _ in pool.map(self._send_one, ordered):
+                pass
+        result = self._result
+        log.info("batch %s finished: %s", ref.batch, result.as_dict())
+        if result.stop_error is not None:
+            raise AirflowFailException(
+                f"stopped sending: {result.stop_error}. {result.counts.get('released', 0)} message(s) released "
+                "unsent; re-run after fixing the connection."
+            )
+        if result.counts.get("deferred"):
+            raise AirflowException(
+                f"{result.counts['deferred']} message(s) were refused with retry-later codes "
+                f"({self._deferred_codes()}); they stay planned and the next try sends them"
+            )
+        return result
+
+    # -- one message ------------------------------------------------------------------------------
+
+    def _send_one(self, row: dict[str, Any]) -> None:
+        if self._stop.is_set():
+            return
+        self._wait_for_recipient(row["recipient"])
+        token = uuid.uuid4().hex
+        claim = self.ledger.claim(row["id"], self.run, token, min_days_between=self.min_days_between)
+        if not claim.claimed:
+            self._count("skipped_cadence" if claim.reason == "cadence" else "already_taken")
+            return
+        try:
+            body = self._body(row)
+        except (TemplateError, KeyError, ValueError) as exc:
+            self.ledger.settle(row["id"], token, "failed", reason="template_error", error_message=str(exc))
+            self._count("failed")
+            return
+        attempt = 0
+        while True:
+            if self._stop.is_set():
+                self.ledger.settle(row["id"], token, "planned", reason="stopped", error_message="run stopped before sending")
+                self._count("released")
+                return
+            self.limiter.acquire()
+            try:
+                wamid = self.hook.send_message(body)
+            except WhatsAppSendError as exc:
+                attempt += 1
+                if exc.outcome is Outcome.RETRY_LATER and attempt <= self.retry_later_attempts:
+                    wait = self.pair_interval if exc.code == 131056 else self.backoff_seconds * 2 ** (attempt - 1)
+                    if exc.code == 130429:
+                        self.limiter.pause(wait)
+                    log.info("%s: %s; retrying in %.1fs", row["invoice_number"], exc, wait)
+                    time.sleep(wait)
+                    continue
+                self._settle_error(row, token, exc)
+                return
+            except Exception as exc:  # a bug after the request may have left: never resend blindly
+                self.ledger.settle(row["id"], token, "unknown", reason="client_error", error_message=repr(exc)[:500])
+                self._count("unknown")
+                log.exception("unexpected error sending %s", row["invoice_number"])
+                return
+            self.ledger.settle(row["id"], token, "sent", wamid=wamid)
+            self._count("sent")
+            return
+
+    def _settle_error(self, row: dict[str, Any], token: str, exc: WhatsAppSendError) -> None:
+        number = row["invoice_number"]
+        if exc.outcome is Outcome.RETRY_LATER:
+            self.ledger.settle(row["id"], token, "planned", reason="retry_later", error_code=exc.code, error_message=str(exc))
+            self._count("deferred")
+            self._count(f"deferred_code_{exc.code}")
+        elif exc.outcome is Outcome.UNKNOWN:
+            self.ledger.settle(row["id"], token, "unknown", reason="no_answer", error_code=exc.code, error_message=str(exc))
+            self._count("unknown")
+            log.warning("%s to %s: outcome unknown (%s); recorded, not resent", number, row["phone_masked"], exc)
+        elif exc.outcome is Outcome.STOP_RUN:
+            self.ledger.settle(row["id"], token, "planned", reason="stopped", error_code=exc.code, error_message=str(exc))
+            self._count("released")
+            with self._count_lock:
+                if self._result.stop_error is None:
+                    self._result.stop_error = exc
+            self._stop.set()
+            log.error("stopping the batch: %s", exc)
+        else:
+            self.ledger.settle(row["id"], token, "failed", reason="whatsapp_error", error_code=exc.code, error_message=str(exc))
+            self._count("failed")
+            log.warning("%s to %s failed permanently: %s", number, row["phone_masked"], exc)
+
+    def _body(self, row: dict[str, Any]) -> dict[str, Any]:
+        spec = self.templates[row["template_name"]]
+        params = json.loads(row["parameters"] or "{}")
+        opaque = f"{row['organization_id']}:{row['kind']}:{row['invoice_id']}:{row['occasion']}"
+        return build_template_message(spec, row["recipient"], params, language=row["template_language"], opaque=opaque)
+
+    def _wait_for_recipient(self, recipient: str) -> None:
+        with self._pair_lock:
+            now = time.monotonic()
+            slot = max(now, self._next_for_recipient.get(recipient, now))
+            self._next_for_recipient[recipient] = slot + self.pair_interval
+        if slot > now:
+            time.sleep(slot - now)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._count_lock:
+            self._result.counts[key] += n
+            if key in ("sent", "failed", "unknown", "deferred", "released"):
+                self._done += n
+                step = max(1, self._total // 10)
+                if self._done % step == 0 or self._done == self._total:
+                    log.info("progress: %d/%d settled %s", self._done, self._total, self._result.as_dict())
+
+    def _deferred_codes(self) -> str:
+        return ", ".join(
+            f"{k.removeprefix('deferred_code_')}×{v}" for k, v in self._result.counts.items() if k.startswith("deferred_code_")
+        )
+
+    def _dry_run(self, todo: list[dict[str, Any]]) -> BatchResult:
+        for i, row in enumerate(todo):
+            body = self._body(row)  # proves the message would be accepted by the template rules
+            if i < 5:
+                spec = self.templates[row["template_name"]]
+                text = render_text(spec, json.loads(row["parameters"]))
+                log.info("dry run: would send to %s: %s", row["phone_masked"], text)
+            del body
+        self._count("would_send", len(todo))
+        log.info("dry run: %d message(s) rendered, none sent", len(todo))
+        return self._result
+
+
+def _recipient_rounds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each recipient's first message, then everyone's second...: spacing costs least this way."""
+    rank: Counter[str] = Counter()
+    keyed = []
+    for row in rows:
+        keyed.append((rank[row["recipient"]], row["id"], row))
+        rank[row["recipient"]] += 1
+    return [row for _, _, row in sorted(keyed, key=lambda k: (k[0], k[1]))]

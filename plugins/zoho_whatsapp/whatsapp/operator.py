@@ -1,0 +1,86 @@
+"""WhatsAppOperator: send one batch of planned messages from the send ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from zoho_whatsapp.ledger import RunInfo, SendLedger
+from zoho_whatsapp.rules.templates import load_templates
+from zoho_whatsapp.whatsapp.batch import BatchRef, BatchSender
+from zoho_whatsapp.whatsapp.hook import WhatsAppHook
+
+
+class WhatsAppOperator(BaseOperator):
+    """
+    Send the planned messages of one ledger batch through the WhatsApp Cloud API.
+
+    Rows come from the send ledger, not XCom: ``batch`` only says where they are. Each row is
+    claimed in the ledger before its request and settled right after, so clearing, retrying
+    or running this task twice never sends a message twice. Map it over a planning task's
+    batch list:
+
+    .. code-block:: python
+
+        WhatsAppOperator.partial(task_id="send_batches").expand(batch=plan_reminders())
+
+    :param batch: a :class:`BatchRef` as a dict (organization_id, kind, occasion, batch,
+        parallel_share).
+    :param messages_per_second: the run's total send rate; each of ``parallel_share`` batches
+        running at once takes its share.
+    :param max_workers: concurrent requests within the batch.
+    :param min_days_between_reminders: skip an invoice reminded within this many days.
+    :param dry_run: render and validate every message, send none.
+    """
+
+    template_fields: Sequence[str] = ("messages_per_second", "min_days_between_reminders", "dry_run")
+    ui_color = "#25D366"
+
+    def __init__(
+        self,
+        *,
+        batch: dict[str, Any],
+        whatsapp_conn_id: str = WhatsAppHook.default_conn_name,
+        ledger_conn_id: str = "reminder_ledger_default",
+        messages_per_second: float | str = 20.0,
+        max_workers: int = 8,
+        min_days_between_reminders: int | str = 0,
+        dry_run: bool | str = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.batch = batch
+        self.whatsapp_conn_id = whatsapp_conn_id
+        self.ledger_conn_id = ledger_conn_id
+        self.messages_per_second = messages_per_second
+        self.max_workers = max_workers
+        self.min_days_between_reminders = min_days_between_reminders
+        self.dry_run = dry_run
+
+    def execute(self, context: Any) -> dict[str, int]:
+        ti = context["ti"]
+        ref = BatchRef(**self.batch)
+        run = RunInfo(dag_id=ti.dag_id, run_id=ti.run_id, map_index=ti.map_index, try_number=ti.try_number)
+        ledger = SendLedger.from_connection(self.ledger_conn_id)
+        hook = WhatsAppHook(self.whatsapp_conn_id, pool_size=self.max_workers)
+        rate = float(self.messages_per_second) / max(1, ref.parallel_share)
+        sender = BatchSender(
+            hook,
+            ledger,
+            load_templates(),
+            run,
+            messages_per_second=rate,
+            max_workers=self.max_workers,
+            min_days_between=int(self.min_days_between_reminders),
+            dry_run=_as_bool(self.dry_run),
+        )
+        try:
+            return sender.send(ref).as_dict()
+        finally:
+            ledger.dispose()
+
+
+def _as_bool(value: bool | str) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")

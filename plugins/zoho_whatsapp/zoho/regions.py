@@ -1,0 +1,47 @@
+"""Zoho data centres: an account lives in exactly one, and its hosts must match."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ZohoRegion:
+    code: str
+    accounts_url: str
+    api_url: str
+
+
+REGIONS: dict[str, ZohoRegion] = {
+    region.code: region
+    for region in (
+        ZohoRegion("us", "https://accounts.zoho.com", "https://www.zohoapis.com"),
+        ZohoRegion("eu", "https://accounts.zoho.eu", "https://www.zohoapis.eu"),
+        ZohoRegion("in", "https://accounts.zoho.in", "https://www.zohoapis.in"),
+        ZohoRegion("au", "https://accounts.zoho.com.au", "https://www.zohoapis.com.au"),
+        ZohoRegion("jp", "https://accounts.zoho.jp", "https://www.zohoapis.jp"),
+        ZohoRegion("ca", "https://accounts.zohocloud.ca", "https://www.zohoapis.ca"),
+        ZohoRegion("cn", "https://accounts.zoho.com.cn", "https://www.zohoapis.com.cn"),
+        ZohoRegion("sa", "https://accounts.zoho.sa", "https://www.zohoapis.sa"),
+    )
+}
+
+DEFAULT_REGION = "in"
+
+
+def get_region(code: str | None) -> ZohoRegion:
+    """Return the data centre for a region code (``in``, ``us``, ``eu`` ...), case-insensitive.
+
+    >>> get_region("IN").api_url
+    'https://www.zohoapis.in'
+    """
+    key = (code or DEFAULT_REGION).strip().lower()
+    if key == "com":  # people copy the TLD of the US data centre
+        key = "us"
+    try:
+        return REGIONS[key]
+    except KeyError:
+        raise ValueError(
+            f"unknown Zoho region {code!r}: use one of {', '.join(sorted(REGIONS))} "
+            "(the domain you log in to: accounts.zoho.in means 'in')"
+        ) from None

@@ -1,0 +1,197 @@
+"""Shared test set-up: an isolated AIRFLOW_HOME, the sandbox, the ledger, and a DAG runner.
+
+Airflow reads its configuration when first imported, so the environment is fixed here, at
+import time, before any test module imports Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+for _path in (REPO / "plugins", REPO / "include", REPO):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+_HOME = Path(tempfile.mkdtemp(prefix="zw-airflow-home-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+)
+for _key in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
+    del os.environ[_key]
+
+POSTGRES_URL = os.environ.get("ZW_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata DB in the session's AIRFLOW_HOME (dag.test needs one)."""
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    return _HOME
+
+
+def _set_conn(conn_id: str, value: dict[str, Any] | None) -> None:
+    key = f"AIRFLOW_CONN_{conn_id.upper()}"
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = json.dumps(value)
+
+
+@pytest.fixture
+def set_connection() -> Iterator[Any]:
+    """Set ``AIRFLOW_CONN_*`` for one test; restored afterwards."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_CONN_")}
+    yield _set_conn
+    for key in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
+        del os.environ[key]
+    os.environ.update(saved)
+
+
+def _forget_cached_tokens() -> None:
+    from zoho_whatsapp.zoho.token_cache import TokenCache
+
+    TokenCache.clear_memory()
+    try:
+        from airflow.models.variable import Variable as DbVariable
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            session.query(DbVariable).filter(DbVariable.key.like("%access_token")).delete(synchronize_session=False)
+    except Exception:  # no metadata DB in this test: nothing cached there
+        pass
+
+
+@pytest.fixture
+def sandbox(set_connection: Any) -> Iterator[Any]:
+    """A fresh sandbox on a free loopback port, with the Zoho and WhatsApp connections pointing at it."""
+    from sandbox import Sandbox
+
+    sb = Sandbox(host="127.0.0.1", port=0, seed=42).start()
+    for conn_id, conn in sb.connections().items():
+        set_connection(conn_id, conn)
+    _forget_cached_tokens()
+    try:
+        yield sb
+    finally:
+        sb.stop()
+        _forget_cached_tokens()
+
+
+def _postgres_available() -> bool:
+    try:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path, set_connection: Any) -> Iterator[Any]:
+    """An empty send ledger behind ``reminder_ledger_default``, on SQLite and on PostgreSQL."""
+    from zoho_whatsapp.ledger import SendLedger
+
+    if request.param == "sqlite":
+        path = tmp_path / "ledger.db"
+        set_connection("reminder_ledger_default", {"conn_type": "sqlite", "host": str(path)})
+        url = f"sqlite:///{path}"
+    else:
+        if not _postgres_available():
+            if os.environ.get("CI"):
+                pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}; .ci/run should have started it")
+            pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+        import sqlalchemy as sa
+
+        u = sa.engine.make_url(POSTGRES_URL)
+        set_connection(
+            "reminder_ledger_default",
+            {"conn_type": "postgres", "host": u.host, "port": u.port, "login": u.username, "schema": u.database},
+        )
+        url = POSTGRES_URL
+    led = SendLedger(url)
+    led.reset()
+    try:
+        yield led
+    finally:
+        led.dispose()
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path: Path, set_connection: Any) -> Iterator[Any]:
+    """The embedded-default kind of ledger only (for tests that need not run on both databases)."""
+    from zoho_whatsapp.ledger import SendLedger
+
+    path = tmp_path / "ledger.db"
+    set_connection("reminder_ledger_default", {"conn_type": "sqlite", "host": str(path)})
+    led = SendLedger(f"sqlite:///{path}")
+    led.migrate()
+    try:
+        yield led
+    finally:
+        led.dispose()
+
+
+@pytest.fixture
+def run_dag(airflow_db: Path) -> Any:
+    """Run a DAG of dags/ once with ``dag.test()``; returns {task_id[map_index]: state} and the run."""
+
+    def _run(dag_id: str, logical_date: Any = None, conf: dict[str, Any] | None = None) -> dict[str, Any]:
+        import pendulum
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        assert bag.import_errors == {}, bag.import_errors
+        dag = bag.get_dag(dag_id)
+        when = logical_date or pendulum.now("Asia/Kolkata").replace(hour=9, minute=0, second=0, microsecond=0)
+        dr = dag.test(logical_date=when, run_conf=conf or {})
+        return {"run": dr, "states": task_states(dr), "state": str(dr.state)}
+
+    return _run
+
+
+def task_states(dr: Any) -> dict[str, str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(
+            TaskInstance.dag_id == dr.dag_id, TaskInstance.run_id == dr.run_id
+        ).all()
+        return {
+            (ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): str(ti.state) for ti in tis
+        }
+
+
+def xcom_result(dr: Any, task_id: str) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter(XComModel.dag_id == dr.dag_id, XComModel.run_id == dr.run_id, XComModel.task_id == task_id)
+            .first()
+        )
+        return json.loads(row.value) if row is not None and isinstance(row.value, str) else (row.value if row else None)
