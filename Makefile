@@ -32,7 +32,7 @@ sandbox: install
 	PYTHONPATH=include $(BIN)/python -m sandbox --host 127.0.0.1 --port $(PORT)
 
 audit: install
-	$(BIN)/python -m zoho_whatsapp.audit $(ARGS)
+	AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/.airflow-demo} PYTHONPATH=plugins $(BIN)/python -m zoho_whatsapp.audit $(ARGS)
 
 clean:
 	rm -rf $(VENV) .airflow-demo .pytest_cache .ruff_cache

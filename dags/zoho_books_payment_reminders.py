@@ -70,7 +70,7 @@ MAX_BATCHES = 1000  # stays under Airflow's default max_map_length of 1024
     },
 )
 def zoho_books_payment_reminders() -> None:
-    @task
+    @task(multiple_outputs=False)
     def refresh_zoho_token() -> dict:
         """Make sure a valid token is cached for the run, and resolve the organization."""
         from zoho_whatsapp.zoho import ZohoBooksHook
@@ -85,7 +85,7 @@ def zoho_books_payment_reminders() -> None:
             "currency_code": org.currency_code,
         }
 
-    @task
+    @task(multiple_outputs=False)
     def fetch_overdue_invoices(org: dict, logical_date=None, dag_run=None, ti=None) -> dict:  # noqa: ANN001
         """Every overdue invoice with its customer's numbers, into the ledger for this date."""
         from zoho_whatsapp.reminder_run import fetch_into_ledger
@@ -99,7 +99,7 @@ def zoho_books_payment_reminders() -> None:
 
         return plan_batches(fetched, params=dict(params), max_batches=MAX_BATCHES, max_parallel=MAX_PARALLEL_BATCHES)
 
-    @task(trigger_rule="all_done", retries=0)
+    @task(trigger_rule="all_done", retries=0, multiple_outputs=False)
     def account_for_every_invoice(fetched: dict, params=None, dag_run=None) -> dict:  # noqa: ANN001
         """Sent, skipped, failed or unknown: every overdue invoice, or the run fails."""
         from zoho_whatsapp.reminder_run import account_for_run

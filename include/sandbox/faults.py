@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "zoho_latency_ms": 0,
     "zoho_quota_exhausted": False,
     "zoho_duplicate_overdue_row": True,  # repeat the last row of page 1 as the first of page 2
+    "zoho_amounts_as_strings": False,  # invoice total/balance/shipping_charge as "22000.00" (contract's type)
     "zoho_expire_tokens_after_requests": 0,  # counted: after N more OK Books calls expire tokens
     "zoho_429": 0,  # counted: HTTP 429 code 44, X-Rate-Limit-Reset: 1
     "zoho_1070": 0,  # counted: HTTP 429 code 1070 (too many concurrent calls)

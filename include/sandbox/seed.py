@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import string
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -41,7 +41,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "parameters": ["party_name", "invoice_number", "invoice_amount", "due_date"],
         "body": (
             "Dear {{party_name}}, Invoice {{invoice_number}} for {{invoice_amount}} has been "
-            "raised and is due on {{due_date}}. Thank you for your business."
+            "issued and is due on {{due_date}}. Thank you for your business."
         ),
     },
     "payment_received": {
@@ -53,7 +53,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "parameters": ["party_name", "amount_received", "invoice_number", "balance_due"],
         "body": (
             "Dear {{party_name}}, we have received {{amount_received}} against Invoice "
-            "{{invoice_number}}. Balance due: {{balance_due}}. Thank you."
+            "{{invoice_number}}. Balance due: {{balance_due}}. Thank you!"
         ),
     },
 }
@@ -103,6 +103,10 @@ _PEOPLE_LAST = (
 FOREIGN_NUMBERS = ("+1-925-921-9201", "+44 7911 123456", "+971 50 123 4567")
 LANDLINE_NUMBERS = ("022 2345 6789", "080-41234567")
 JUNK_NUMBERS = ("N/A", "12345")
+# Leading digits of Indian mobile series that libphonenumber fully recognises as MOBILE, so a
+# well-typed seeded number is always a valid WhatsApp target (9x weighted as in real ledgers).
+MOBILE_PREFIXES = ("98", "99", "97", "96", "95", "94", "93", "92", "91", "90", "98", "99", "90",
+                   "70", "72", "74", "84", "85", "69", "60")
 
 
 def _mobile_styles(m: str) -> list[str]:
@@ -228,7 +232,7 @@ def build(seed: int, invoices: int, today: date, org_id: str) -> dict[str, Any]:
     mobiles: list[str] = []
     seen: set[str] = {"9820012345"}
     while len(mobiles) < total_cust:
-        m = str(rng.choice("6789")) + "".join(rng.choice(string.digits) for _ in range(9))
+        m = rng.choice(MOBILE_PREFIXES) + "".join(rng.choice(string.digits) for _ in range(8))
         if m not in seen:
             seen.add(m)
             mobiles.append(m)
@@ -244,7 +248,7 @@ def build(seed: int, invoices: int, today: date, org_id: str) -> dict[str, Any]:
     plan += [("landline", num) for num in LANDLINE_NUMBERS]
     plan += [("junk", num) for num in JUNK_NUMBERS]
     plan += [("shared", "")]
-    for idx, item in zip(order, plan):
+    for idx, item in zip(order, plan, strict=False):
         specials[idx] = item
     shared_with = mobiles[0]
 
@@ -273,7 +277,7 @@ def build(seed: int, invoices: int, today: date, org_id: str) -> dict[str, Any]:
         elif kind in ("landline", "junk"):
             mobile = special
         elif kind == "shared":
-            mobile = f"+91 {shared_with[:5]} {shared_with[5:]}"  # same person, two firms
+            mobile = f"{shared_with[:5]}-{shared_with[5:]}"  # same owner, two firms, typed differently
         whatsapp = rng.random() > 0.1
         cid = str(base_id + i * 7)
         slug = "".join(ch for ch in name.lower() if ch.isalnum())[:18]
@@ -299,7 +303,7 @@ def build(seed: int, invoices: int, today: date, org_id: str) -> dict[str, Any]:
         }
         persons = [person]
         if rng.random() < 0.15:
-            am = str(rng.choice("6789")) + "".join(rng.choice(string.digits) for _ in range(9))
+            am = rng.choice(MOBILE_PREFIXES) + "".join(rng.choice(string.digits) for _ in range(8))
             persons.append(
                 {
                     **person,
@@ -420,7 +424,6 @@ def build(seed: int, invoices: int, today: date, org_id: str) -> dict[str, Any]:
         add(cust, "draft", today + timedelta(days=rng.randrange(5, 45)), cust["payment_terms"])
 
     raw.sort(key=lambda r: (r["date"], r["customer_id"]))
-    hexd = "0123456789abcdef"
     inv_base = 982000000500000
     invoices_out: list[dict[str, Any]] = []
     payments: list[dict[str, Any]] = []
@@ -453,8 +456,7 @@ def build(seed: int, invoices: int, today: date, org_id: str) -> dict[str, Any]:
             "is_viewed_by_client": rng.random() < 0.3,
             "salesperson_name": "",
             "exchange_rate": float(USD_TO_INR) if r["currency_code"] == "USD" else 1.0,
-            "invoice_url": "https://books.zoho.in/SecurePayment?CInvoiceID="
-            + "".join(rng.choice(hexd) for _ in range(40)),
+            "invoice_url": f"https://books.zoho.in/SecurePayment?CInvoiceID={rng.getrandbits(160):040x}",
             "last_payment_date": "",
             "_org": r["_org"],
         }
@@ -493,7 +495,3 @@ def build(seed: int, invoices: int, today: date, org_id: str) -> dict[str, Any]:
                 }
             )
     return {"contacts": contacts, "invoices": invoices_out, "payments": payments}
-
-
-def now_stamp() -> str:
-    return datetime.now().strftime("%Y-%m-%dT%H:%M:%S") + IST

@@ -22,6 +22,7 @@ class Request:
     headers: dict[str, str]  # lower-case names
     body: bytes = b""
     received: float = field(default_factory=time.time)
+    raw_headers: list[tuple[str, str]] = field(default_factory=list)  # as sent, for the log
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)

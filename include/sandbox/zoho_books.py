@@ -29,8 +29,9 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
 from .faults import Faults
 from .store import QueryError, Store, today_ist
@@ -54,8 +55,9 @@ DAILY_45 = {
     "Please try again tomorrow.",
 }
 MAX_PER_PAGE = 200
+STRING_AMOUNTS = ("total", "balance", "shipping_charge")
 
-Route = tuple[str, "re.Pattern[str]", str, str, str]  # method, pattern, handler, module, op
+Route = tuple[str, re.Pattern[str], str, str, str]  # method, pattern, handler, module, op
 _ID = r"(\d+)"
 ROUTES: list[Route] = [
     ("GET", re.compile(r"/organizations"), "list_organizations", "settings", "READ"),
@@ -286,10 +288,18 @@ class ZohoBooks:
             return Reply(404, {"code": 1002, "message": "Organization does not exist."})
         return self._success(organization=dict(org))
 
+    def _amounts(self, row: dict[str, Any]) -> dict[str, Any]:
+        """With ``zoho_amounts_as_strings`` render amounts as the contract types them (strings)."""
+        if self.faults.get("zoho_amounts_as_strings"):
+            for name in STRING_AMOUNTS:
+                if isinstance(row.get(name), float):
+                    row[name] = f"{row[name]:.2f}"
+        return row
+
     def _list_invoices(self, req: Request) -> Reply:
         today = today_ist()
         return self._paged_list(req, "invoices", "Invoices", self.store.list_invoices,
-                                lambda inv: self.store.invoice_row(inv, today), duplicate=True)
+                                lambda inv: self._amounts(self.store.invoice_row(inv, today)), duplicate=True)
 
     def _invoice(self, invoice_id: str, org_id: str) -> dict[str, Any] | None:
         inv = self.store.invoices.get(invoice_id)
@@ -302,7 +312,7 @@ class ZohoBooks:
             inv = self._invoice(invoice_id, req.query["organization_id"])
             if inv is None:
                 return Reply(404, {"code": 1002, "message": "Invoice does not exist."})
-            return self._success(invoice=self.store.invoice_detail(inv))
+            return self._success(invoice=self._amounts(self.store.invoice_detail(inv)))
 
     def _list_comments(self, req: Request, invoice_id: str) -> Reply:
         with self.store.lock:

@@ -25,7 +25,7 @@ from zoho_whatsapp.rules.reminders import (
 )
 from zoho_whatsapp.rules.templates import load_templates
 from zoho_whatsapp.whatsapp.batch import BatchRef
-from zoho_whatsapp.zoho import ZohoBooksHook
+from zoho_whatsapp.zoho import Organization, ZohoBooksHook
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def fetch_into_ledger(
     """Fetch every overdue invoice and its customer's numbers; record them for this date."""
     ledger = SendLedger.from_connection(ledger_conn_id)  # unreachable ledger: fail before any Zoho call
     hook = ZohoBooksHook(zoho_conn_id)
+    hook.use_organization(Organization(**org))
     occasion = reminder_date(logical_date)
     invoices = hook.list_overdue_invoices()
     log.info("Zoho lists %d overdue invoice(s) for organization %s", len(invoices), org["organization_id"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -44,7 +44,7 @@ def test_migrate_is_idempotent_and_versioned(ledger: SendLedger) -> None:
 
 def test_unique_key_rejects_a_second_row_for_the_same_occasion(ledger: SendLedger) -> None:
     fetch(ledger, "2026-11-25", [invoice(1)])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with pytest.raises(sa.exc.IntegrityError):
         with ledger.transaction() as conn:
             conn.execute(messages.insert().values(organization_id=ORG, invoice_id=invoice(1)["invoice_id"], kind=KIND,
@@ -118,7 +118,7 @@ def test_cadence_counts_ist_days_since_the_last_claim(ledger: SendLedger) -> Non
     # Pretend that send happened three IST days ago: a new reminder is due again.
     with ledger.transaction() as conn:
         conn.execute(messages.update().where(messages.c.id == first["id"]).values(
-            claimed_on=(datetime.now(timezone.utc) + timedelta(hours=5, minutes=30) - timedelta(days=3)).date().isoformat()))
+            claimed_on=(datetime.now(UTC) + timedelta(hours=5, minutes=30) - timedelta(days=3)).date().isoformat()))
     fetch(ledger, "2026-11-23", [invoice(1)])
     second = plan_all(ledger, "2026-11-23")[0]
     assert ledger.recently_reminded(organization_id=ORG, kind=KIND, min_days_between=3) == set()

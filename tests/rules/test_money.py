@@ -2,6 +2,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pytest
+
 from zoho_whatsapp.rules.money import format_amount, format_due_date, parse_amount
 
 

@@ -1,5 +1,6 @@
 import phonenumbers
 import pytest
+
 from zoho_whatsapp.rules.phone import UnusableNumber, mask_phone, to_whatsapp_number
 
 

@@ -2,6 +2,7 @@ import doctest
 from pathlib import Path
 
 import pytest
+
 import zoho_whatsapp.rules.money
 import zoho_whatsapp.rules.phone
 import zoho_whatsapp.rules.templates

@@ -8,17 +8,17 @@ import copy
 from typing import Any
 
 import pytest
-from zoho_whatsapp.rules.templates import (
-    TemplateSpec,
-    build_template_message,
-    load_templates,
-)
 
 from tests.contracts import (
     SKIP_REASON,
     WHATSAPP_CONTRACT,
     require_contract,
     schema_validator,
+)
+from zoho_whatsapp.rules.templates import (
+    TemplateSpec,
+    build_template_message,
+    load_templates,
 )
 
 PARAMS = {

@@ -112,8 +112,14 @@ class BatchSender:
         self._total = len(todo)
         ordered = _recipient_rounds(todo)
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="whatsapp-send") as pool:
-            for _ in pool.map(self._send_one, ordered):
-                pass
+            try:
+                for _ in pool.map(self._send_one, ordered):
+                    pass
+            except BaseException:
+                # Killed (SIGTERM, timeout): let in-flight sends settle, start no new one.
+                self._stop.set()
+                log.warning("interrupted: finishing the sends in flight, leaving the rest planned")
+                raise
         result = self._result
         log.info("batch %s finished: %s", ref.batch, result.as_dict())
         if result.stop_error is not None:

@@ -7,11 +7,6 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from zoho_whatsapp.ledger import RunInfo, SendLedger
-from zoho_whatsapp.rules.templates import load_templates
-from zoho_whatsapp.whatsapp.batch import BatchRef, BatchSender
-from zoho_whatsapp.whatsapp.hook import WhatsAppHook
-
 
 class WhatsAppOperator(BaseOperator):
     """
@@ -42,7 +37,7 @@ class WhatsAppOperator(BaseOperator):
         self,
         *,
         batch: dict[str, Any],
-        whatsapp_conn_id: str = WhatsAppHook.default_conn_name,
+        whatsapp_conn_id: str = "whatsapp_default",
         ledger_conn_id: str = "reminder_ledger_default",
         messages_per_second: float | str = 20.0,
         max_workers: int = 8,
@@ -60,6 +55,12 @@ class WhatsAppOperator(BaseOperator):
         self.dry_run = dry_run
 
     def execute(self, context: Any) -> dict[str, int]:
+        # Imported here so that parsing a DAG file that uses this operator stays cheap.
+        from zoho_whatsapp.ledger import RunInfo, SendLedger
+        from zoho_whatsapp.rules.templates import load_templates
+        from zoho_whatsapp.whatsapp.batch import BatchRef, BatchSender
+        from zoho_whatsapp.whatsapp.hook import WhatsAppHook
+
         ti = context["ti"]
         ref = BatchRef(**self.batch)
         run = RunInfo(dag_id=ti.dag_id, run_id=ti.run_id, map_index=ti.map_index, try_number=ti.try_number)

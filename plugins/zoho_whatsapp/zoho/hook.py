@@ -343,6 +343,10 @@ class ZohoBooksHook(BaseHook):
     def organization_id(self) -> str:
         return self.get_organization().organization_id
 
+    def use_organization(self, organization: Organization) -> None:
+        """Skip discovery: an earlier task of the run already resolved the organization."""
+        self._organization = organization
+
     def get_organization(self) -> Organization:
         """The configured organization, or the only one the account has.
 

@@ -1,0 +1,127 @@
+"""The reminder DAG as a user runs it: dag.test() against the sandbox, checked on what was received."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections import Counter
+
+import pendulum
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import REPO, xcom_result
+
+DAG_ID = "zoho_books_payment_reminders"
+pytestmark = pytest.mark.dag
+
+
+def ledger_rows(ledger) -> list[dict]:
+    return ledger.rows()
+
+
+def test_dag_definition(airflow_db) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    dag = bag.get_dag(DAG_ID)
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    assert "expression='0 9 * * *'" in repr(dag.timetable)
+    assert "Asia/Kolkata" in repr(dag.timetable)
+    assert dag.catchup is False
+    assert {"zoho-books", "whatsapp"} <= set(dag.tags)
+    assert dag.task_ids == ["refresh_zoho_token", "fetch_overdue_invoices", "plan_reminders", "send_reminders",
+                            "account_for_every_invoice"]
+    assert dag.get_task("refresh_zoho_token").retries >= 1
+    assert set(dag.params) >= {"dry_run", "batch_size", "messages_per_second", "min_days_between_reminders",
+                               "resend_unknown"}
+    assert dag.doc_md and "09:00" in dag.doc_md
+
+
+def test_dag_file_imports_nothing_heavy_at_parse_time() -> None:
+    code = (
+        "import sys; sys.path.insert(0, 'plugins'); import runpy; runpy.run_path('dags/zoho_books_payment_reminders.py');"
+        "heavy = [m for m in ('phonenumbers', 'babel', 'psycopg2', 'zoho_whatsapp.zoho.hook', 'zoho_whatsapp.rules.phone')"
+        " if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_end_to_end_every_overdue_invoice_is_accounted_for(sandbox, sqlite_ledger, run_dag) -> None:
+    result = run_dag(DAG_ID)
+    assert result["state"] == "success", result["states"]
+    rows = sqlite_ledger.rows()
+    truth = sandbox.overdue_invoices()
+    assert sorted(r["invoice_id"] for r in rows) == sorted(i["invoice_id"] for i in truth)
+    status = Counter(r["status"] for r in rows)
+    assert set(status) <= {"sent", "skipped", "failed"}
+    received = sandbox.messages()
+    assert status["sent"] == len(received) > 250
+    assert {m["wamid"] for m in received} == {r["wamid"] for r in rows if r["status"] == "sent"}
+    # never a reminder for nothing owed, never a number that is not a mobile
+    reasons = Counter(r["reason"] for r in rows if r["status"] == "skipped")
+    assert {"no_mobile", "not_mobile", "invalid_mobile", "zero_balance"} <= set(reasons)
+    paid = {i["invoice_number"] for i in truth if float(i["balance"]) <= 0}
+    assert paid and not paid & {m["parameters"]["invoice_number"] for m in received}
+    assert all(m["to"].startswith("+") for m in received)
+    assert any("$" in m["parameters"]["amount_due"] for m in received)  # the non-INR customer
+    assert any("₹" in m["parameters"]["amount_due"] and ",00," in m["parameters"]["amount_due"] or
+               "₹1," in m["parameters"]["amount_due"] for m in received)
+    report = xcom_result(result["run"], "account_for_every_invoice")
+    assert report["sent"] == len(received) and report["open"] == 0
+    customers = len({i["customer_id"] for i in truth})
+    assert report["zoho_api_calls"] <= math.ceil(len(truth) / 200) + math.ceil(customers / 200) + 2
+    assert len(sandbox.requests(service="zoho_oauth")) == 1  # one token for the whole run
+
+
+def test_rerun_of_the_same_date_sends_nothing_new(sandbox, sqlite_ledger, run_dag) -> None:
+    when = pendulum.datetime(2026, 11, 20, 9, tz="Asia/Kolkata")
+    assert run_dag(DAG_ID, when)["state"] == "success"
+    first = len(sandbox.messages())
+    from zoho_whatsapp.zoho.token_cache import TokenCache
+
+    TokenCache.clear_memory()  # a new worker process: only the Airflow Variable remembers the token
+    again = run_dag(DAG_ID, when)
+    assert again["state"] == "success"
+    assert len(sandbox.messages()) == first
+    assert len(sandbox.requests(service="zoho_oauth")) == 1  # the cached token was reused across runs
+
+
+def test_dry_run_renders_everything_and_sends_nothing(sandbox, sqlite_ledger, run_dag) -> None:
+    result = run_dag(DAG_ID, conf={"dry_run": True})
+    assert result["state"] == "success", result["states"]
+    assert sandbox.requests(service="whatsapp") == []
+    report = xcom_result(result["run"], "account_for_every_invoice")
+    assert report["would_send"] > 250 and report["sent"] == 0
+
+
+def test_unreachable_ledger_fails_before_anything_is_sent(sandbox, set_connection, run_dag) -> None:
+    set_connection("reminder_ledger_default", {"conn_type": "postgres", "host": "127.0.0.1", "port": 1,
+                                               "login": "postgres", "schema": "test"})
+    result = run_dag(DAG_ID)
+    assert result["state"] == "failed"
+    assert result["states"]["fetch_overdue_invoices"] == "failed"
+    assert sandbox.requests(service="whatsapp") == []
+
+
+def test_paid_since_planning_is_not_reminded(sandbox, sqlite_ledger, run_dag) -> None:
+    when = pendulum.datetime(2026, 11, 21, 9, tz="Asia/Kolkata")
+    assert run_dag(DAG_ID, when, conf={"dry_run": True})["state"] == "success"
+    planned = sqlite_ledger.rows(status=("planned",))
+    paid = planned[0]
+    sandbox.update_invoice(paid["invoice_id"], balance=0, status="paid")
+    assert run_dag(DAG_ID, when)["state"] == "success"
+    assert paid["invoice_number"] not in {m["parameters"]["invoice_number"] for m in sandbox.messages()}
+    row = sqlite_ledger.rows(id=paid["id"])[0]
+    assert (row["status"], row["reason"]) == ("skipped", "no_longer_overdue")
+
+
+def test_ledger_file_is_not_the_metadata_db(sqlite_ledger, airflow_db) -> None:
+    engine = sa.create_engine(f"sqlite:///{airflow_db / 'airflow.db'}")
+    with engine.connect() as conn:
+        tables = {r[0] for r in conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type='table'"))}
+    engine.dispose()
+    assert "messages" not in tables

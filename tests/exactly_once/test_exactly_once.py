@@ -1,0 +1,155 @@
+"""Exactly once through crashes, retries, re-runs, backfills and concurrent runs.
+
+Every test asserts on what the sandbox received, then on the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pendulum
+import pytest
+
+from zoho_whatsapp.ledger import RunInfo, SendLedger
+from zoho_whatsapp.reminder_run import account_for_run, fetch_into_ledger, plan_batches
+from zoho_whatsapp.rules.templates import load_templates
+from zoho_whatsapp.whatsapp.batch import BatchRef, BatchSender
+from zoho_whatsapp.whatsapp.hook import WhatsAppHook
+from zoho_whatsapp.zoho import ZohoBooksHook
+
+CHILD = Path(__file__).with_name("send_batch_child.py")
+PARAMS = {"batch_size": 1000, "min_days_between_reminders": 3, "template_name": "payment_reminder",
+          "template_language": "en"}
+
+
+def organization() -> dict:
+    org = ZohoBooksHook().get_organization()
+    return {"organization_id": org.organization_id, "name": org.name, "country_code": org.country_code,
+            "currency_code": org.currency_code}
+
+
+def prepare(day: str, run_id: str, **params: object) -> tuple[dict, list[dict]]:
+    fetched = fetch_into_ledger(organization(), logical_date=pendulum.parse(f"{day}T09:00:00+05:30"),
+                                dag_id="zoho_books_payment_reminders", run_id=run_id)
+    batches = plan_batches(fetched, params={**PARAMS, **params}, max_batches=1000, max_parallel=1)
+    return fetched, batches
+
+
+def send_all(batches: list[dict], run_id: str, try_number: int = 1) -> None:
+    ledger = SendLedger.from_connection()
+    for ref in batches:
+        run = RunInfo(dag_id="zoho_books_payment_reminders", run_id=run_id, map_index=ref["batch"],
+                      try_number=try_number)
+        BatchSender(WhatsAppHook(), ledger, load_templates(), run, messages_per_second=500, max_workers=8,
+                    min_days_between=3, pair_interval=0.0).send(BatchRef(**ref))
+    ledger.dispose()
+
+
+def per_recipient_invoice(sandbox) -> Counter:
+    return Counter((m["to"], m["parameters"]["invoice_number"]) for m in sandbox.messages())
+
+
+def wait_for(predicate, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.mark.parametrize("kill", ["SIGKILL", "SIGTERM"])
+def test_batch_killed_mid_way_then_retried_sends_each_message_once(sandbox, ledger, kill: str) -> None:
+    fetched, [ref] = prepare("2026-11-25", "run-killed")
+    planned = len(ledger.rows(status=("planned",)))
+    k, workers = 40, 4
+    sandbox.set_faults(whatsapp_hang_after=k, whatsapp_hang_seconds=3 if kill == "SIGTERM" else 60)
+    child = subprocess.Popen([sys.executable, str(CHILD), json.dumps(ref), "1", str(workers)],
+                             env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(sandbox.messages()) >= k + workers)  # k answered, `workers` hanging in flight
+        child.send_signal(getattr(signal, kill))
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    killed_at = len(sandbox.messages())
+    assert k + workers <= killed_at < planned
+    sandbox.set_faults(whatsapp_hang_after=None)
+    send_all([ref], "run-killed", try_number=2)  # Airflow's retry of the same task instance
+    received = per_recipient_invoice(sandbox)
+    assert max(received.values()) == 1, [key for key, n in received.items() if n > 1]
+    assert sum(received.values()) == planned  # nothing lost: the in-flight ones did arrive
+    rows = ledger.rows(status=("sent", "unknown"))
+    unknown = [r for r in rows if r["status"] == "unknown"]
+    if kill == "SIGKILL":
+        assert len(unknown) == workers and {r["reason"] for r in unknown} == {"interrupted"}
+    else:  # SIGTERM lets the sends in flight finish and settle
+        assert unknown == []
+    report = account_for_run(fetched, run_id="run-killed", dry_run=False)
+    assert report["open"] == 0 and report["sent"] + report["unknown"] == planned
+
+
+def test_rerun_and_cleared_batch_send_nothing_new(sandbox, ledger) -> None:
+    _, batches = prepare("2026-11-25", "run-1")
+    send_all(batches, "run-1")
+    first = per_recipient_invoice(sandbox)
+    _, again = prepare("2026-11-25", "run-1-rerun")  # the whole date re-run
+    send_all(again, "run-1-rerun")
+    send_all(batches, "run-1", try_number=2)  # one mapped batch cleared and run again
+    assert per_recipient_invoice(sandbox) == first
+    assert max(first.values()) == 1
+
+
+def test_seven_day_backfill_then_today_reminds_each_invoice_at_most_once(sandbox, ledger) -> None:
+    days = [f"2026-11-{d:02d}" for d in range(18, 26)]  # seven backfilled dates, then today
+    for day in days:
+        _, batches = prepare(day, f"backfill__{day}")
+        send_all(batches, f"backfill__{day}")
+    received = Counter(m["parameters"]["invoice_number"] for m in sandbox.messages())
+    assert received and max(received.values()) == 1
+    sent_rows = ledger.rows(status=("sent",))
+    assert len(sent_rows) == len(received)
+    cadence = [r for r in ledger.rows(status=("skipped",)) if r["reason"] == "cadence"]
+    assert len(cadence) >= len(received) * (len(days) - 1) * 0.9
+
+
+def test_two_runs_for_the_same_date_at_the_same_time_send_no_duplicate(sandbox, ledger) -> None:
+    script = (
+        "import sys, json; sys.path[:0] = ['plugins', '.'];"
+        "from tests.exactly_once.test_exactly_once import prepare, send_all;"
+        "run = sys.argv[1]; _, b = prepare('2026-11-25', run); send_all(b, run)"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    children = [subprocess.Popen([sys.executable, "-c", script, f"concurrent-{i}"], cwd=repo, env=os.environ.copy(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for child in children:
+        _, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err[-2000:]
+    received = per_recipient_invoice(sandbox)
+    assert max(received.values()) == 1
+    assert sum(received.values()) == len(ledger.rows(status=("sent",))) > 250
+
+
+def test_lost_response_is_unknown_and_resent_only_when_asked(sandbox, ledger) -> None:
+    sandbox.set_faults(whatsapp_drop_after_accept=1)
+    fetched, batches = prepare("2026-11-25", "run-1")
+    send_all(batches, "run-1")
+    [unknown] = ledger.rows(status=("unknown",))
+    total = len(sandbox.messages())
+    _, again = prepare("2026-11-25", "run-2")
+    send_all(again, "run-2")
+    assert len(sandbox.messages()) == total  # not resent by a re-run
+    report = account_for_run(fetched, run_id="run-2", dry_run=False)
+    assert report["unknown"] == 1
+    _, forced = prepare("2026-11-25", "run-3", resend_unknown=True)
+    send_all(forced, "run-3")
+    assert len(sandbox.messages()) == total + 1
+    assert ledger.rows(id=unknown["id"])[0]["status"] == "sent"
