@@ -36,7 +36,8 @@ os.environ.update(
 for _key in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
     del os.environ[_key]
 
-POSTGRES_URL = os.environ.get("ZW_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+# A database of its own per test session, so that parallel sessions never drop each other's tables.
+POSTGRES_ADMIN_URL = os.environ.get("ZW_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
@@ -95,21 +96,31 @@ def sandbox(set_connection: Any) -> Iterator[Any]:
         _forget_cached_tokens()
 
 
-def _postgres_available() -> bool:
-    try:
-        import sqlalchemy as sa
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """URL of a fresh PostgreSQL database for this session, or None when no server answers."""
+    import sqlalchemy as sa
 
-        engine = sa.create_engine(POSTGRES_URL)
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        engine.dispose()
-        return True
+    name = f"zw_test_{os.getpid()}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except Exception:
-        return False
+        admin.dispose()
+        yield None
+        return
+    try:
+        yield sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path, set_connection: Any) -> Iterator[Any]:
+def ledger(request: pytest.FixtureRequest, tmp_path: Path, set_connection: Any, postgres_url: str | None) -> Iterator[Any]:
     """An empty send ledger behind ``reminder_ledger_default``, on SQLite and on PostgreSQL."""
     from zoho_whatsapp.ledger import SendLedger
 
@@ -118,18 +129,18 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path, set_connection: Any) 
         set_connection("reminder_ledger_default", {"conn_type": "sqlite", "host": str(path)})
         url = f"sqlite:///{path}"
     else:
-        if not _postgres_available():
+        if postgres_url is None:
             if os.environ.get("CI"):
-                pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}; .ci/run should have started it")
-            pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+                pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}; `make services` should start it")
+            pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
         import sqlalchemy as sa
 
-        u = sa.engine.make_url(POSTGRES_URL)
+        u = sa.engine.make_url(postgres_url)
         set_connection(
             "reminder_ledger_default",
             {"conn_type": "postgres", "host": u.host, "port": u.port, "login": u.username, "schema": u.database},
         )
-        url = POSTGRES_URL
+        url = postgres_url
     led = SendLedger(url)
     led.reset()
     try:

@@ -50,9 +50,10 @@ def test_dag_file_imports_nothing_heavy_at_parse_time() -> None:
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_end_to_end_every_overdue_invoice_is_accounted_for(sandbox, sqlite_ledger, run_dag) -> None:
+def test_end_to_end_every_overdue_invoice_is_accounted_for(sandbox, sqlite_ledger, run_dag, capfd, caplog) -> None:
     result = run_dag(DAG_ID)
     assert result["state"] == "success", result["states"]
+    assert_no_secret_in_logs_or_xcom(sandbox, result, capfd, caplog)
     rows = sqlite_ledger.rows()
     truth = sandbox.overdue_invoices()
     assert sorted(r["invoice_id"] for r in rows) == sorted(i["invoice_id"] for i in truth)
@@ -125,3 +126,23 @@ def test_ledger_file_is_not_the_metadata_db(sqlite_ledger, airflow_db) -> None:
         tables = {r[0] for r in conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type='table'"))}
     engine.dispose()
     assert "messages" not in tables
+
+
+
+def assert_no_secret_in_logs_or_xcom(sandbox, result, capfd, caplog) -> None:
+    """Tokens and secrets are masked in task logs and never pushed through XCom."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    out, err = capfd.readouterr()
+    logs = out + err + caplog.text
+    secrets = [sandbox.credentials[k] for k in ("zoho_client_secret", "zoho_refresh_token", "whatsapp_token")]
+    secrets += list(sandbox.oauth.access)  # every access token the sandbox issued during the run
+    assert len(secrets) >= 4
+    assert "reminders for" in logs  # the task logs were captured at all
+    with create_session() as session:
+        xcoms = " ".join(str(x.value) for x in session.query(XComModel).filter(XComModel.run_id == result["run"].run_id))
+    assert "organization_id" in xcoms
+    for secret in secrets:
+        assert secret not in logs
+        assert secret not in xcoms

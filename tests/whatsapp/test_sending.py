@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -155,3 +157,22 @@ def test_connection_without_phone_number_id_is_named(set_connection) -> None:
     set_connection("whatsapp_default", {"conn_type": "whatsapp", "password": "EAAtoken", "extra": {}})
     with pytest.raises(AirflowFailException, match="connection 'whatsapp_default' has no extra.phone_number_id"):
         WhatsAppHook().settings  # noqa: B018
+
+
+def test_pacing_keeps_under_the_providers_cap(sandbox, sqlite_ledger) -> None:
+    sandbox.set_faults(whatsapp_rate_cap=10, whatsapp_latency_ms=50)
+    ref = plan(sqlite_ledger, NUMBERS)
+    result = sender(sqlite_ledger, messages_per_second=8.0, retry_later_attempts=0).send(ref)
+    assert result.counts["sent"] == len(NUMBERS)
+    codes = [r["code"] for r in sandbox.requests(service="whatsapp")]
+    assert 130429 not in codes
+
+
+def test_messages_to_one_recipient_are_spaced_by_the_pair_interval(sandbox, sqlite_ledger) -> None:
+    ref = plan(sqlite_ledger, [NUMBERS[0]] * 3 + NUMBERS[1:3])
+    sender(sqlite_ledger, pair_interval=0.5).send(ref)
+    times = sorted(datetime.fromisoformat(r["timestamp"]) for r in sandbox.requests(service="whatsapp")
+                   if r["json"]["to"] == NUMBERS[0])
+    assert len(times) == 3
+    gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 0.45, gaps

@@ -184,3 +184,12 @@ def test_test_connection_reports_the_organization(sandbox) -> None:
     ok, message = hook().test_connection()
     assert ok, message
     assert "Sharma Traders" in message
+
+
+def test_token_throttle_answer_becomes_a_clear_error(sandbox) -> None:
+    from zoho_whatsapp.zoho.errors import ZohoTokenThrottled
+
+    sandbox.set_faults(oauth_throttle_limit=1)
+    hook().refresh_access_token()
+    with pytest.raises(ZohoTokenThrottled, match="more than 10 in 10 minutes.*Wait 10 minutes"):
+        hook().refresh_access_token()
