@@ -56,6 +56,11 @@ def per_recipient_invoice(sandbox) -> Counter:
     return Counter((m["to"], m["parameters"]["invoice_number"]) for m in sandbox.messages())
 
 
+def figure(text: str) -> None:
+    """A measured figure for the closing note: `pytest tests/exactly_once -s | grep FIGURE`."""
+    print(f"FIGURE {text}")
+
+
 def wait_for(predicate, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -95,6 +100,8 @@ def test_batch_killed_mid_way_then_retried_sends_each_message_once(sandbox, ledg
         assert unknown == []
     report = account_for_run(fetched, run_id="run-killed", dry_run=False)
     assert report["open"] == 0 and report["sent"] + report["unknown"] == planned
+    figure(f"{kill} after {killed_at} of {planned} received, then retried: received {sum(received.values())}, "
+           f"duplicates {sum(n - 1 for n in received.values())}, unknown {len(unknown)}")
 
 
 def test_rerun_and_cleared_batch_send_nothing_new(sandbox, ledger) -> None:
@@ -106,6 +113,8 @@ def test_rerun_and_cleared_batch_send_nothing_new(sandbox, ledger) -> None:
     send_all(batches, "run-1", try_number=2)  # one mapped batch cleared and run again
     assert per_recipient_invoice(sandbox) == first
     assert max(first.values()) == 1
+    figure(f"re-run + cleared batch: first run sent {sum(first.values())}, afterwards received "
+           f"{len(sandbox.messages())}, duplicates 0")
 
 
 def test_seven_day_backfill_then_today_reminds_each_invoice_at_most_once(sandbox, ledger) -> None:
@@ -119,6 +128,8 @@ def test_seven_day_backfill_then_today_reminds_each_invoice_at_most_once(sandbox
     assert len(sent_rows) == len(received)
     cadence = [r for r in ledger.rows(status=("skipped",)) if r["reason"] == "cadence"]
     assert len(cadence) >= len(received) * (len(days) - 1) * 0.9
+    figure(f"7-day backfill + today: {len(received)} invoices reminded, {sum(received.values())} messages, "
+           f"{len(cadence)} skipped by cadence, max per invoice {max(received.values())}")
 
 
 def test_two_runs_for_the_same_date_at_the_same_time_send_no_duplicate(sandbox, ledger) -> None:
@@ -136,6 +147,8 @@ def test_two_runs_for_the_same_date_at_the_same_time_send_no_duplicate(sandbox, 
     received = per_recipient_invoice(sandbox)
     assert max(received.values()) == 1
     assert sum(received.values()) == len(ledger.rows(status=("sent",))) > 250
+    figure(f"two concurrent runs of one date: {sum(received.values())} messages, max per invoice "
+           f"{max(received.values())}")
 
 
 def test_lost_response_is_unknown_and_resent_only_when_asked(sandbox, ledger) -> None:
@@ -153,3 +166,4 @@ def test_lost_response_is_unknown_and_resent_only_when_asked(sandbox, ledger) ->
     send_all(forced, "run-3")
     assert len(sandbox.messages()) == total + 1
     assert ledger.rows(id=unknown["id"])[0]["status"] == "sent"
+    figure(f"lost response: 1 unknown, not resent by a re-run; resent once with resend_unknown ({total + 1} total)")
