@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from zoho_whatsapp.ledger import RunInfo, SendLedger
 from zoho_whatsapp.ledger.ledger import IST, OPEN
+from zoho_whatsapp.rules.money import parse_amount
 from zoho_whatsapp.rules.reminders import (
     REMINDER_KIND,
     InvalidInvoice,
@@ -55,7 +56,7 @@ def fetch_into_ledger(
     log.info("Zoho lists %d overdue invoice(s) for organization %s", len(invoices), org["organization_id"])
     contacts = hook.list_overdue_contacts()
     missing = sorted(
-        {str(i.get("customer_id")) for i in invoices if str(i.get("customer_id")) not in contacts and i.get("customer_id")}
+        {str(i.get("customer_id")) for i in invoices if _needs_contact_lookup(i, contacts)}
     )
     for customer_id in missing:  # rare: a contact the Invoice.OverDue filter did not return
         contact = hook.get_contact(customer_id)
@@ -88,6 +89,17 @@ def fetch_into_ledger(
         "zoho_api_calls": hook.api_calls,
         "zoho_token_requests": hook.token_requests,
     }
+
+
+def _needs_contact_lookup(invoice: dict[str, Any], contacts: dict[str, Any]) -> bool:
+    """Only a reminder we would send is worth a Zoho call: something owed and no number at hand."""
+    customer_id = str(invoice.get("customer_id") or "")
+    if not customer_id or customer_id in contacts or invoice.get("mobile") or invoice.get("phone"):
+        return False
+    try:
+        return parse_amount(invoice.get("balance"), "balance") > 0
+    except ValueError:
+        return False
 
 
 def _contact_numbers(contact: dict[str, Any] | None) -> dict[str, Any]:
