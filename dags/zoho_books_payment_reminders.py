@@ -32,7 +32,10 @@ Connections: `zoho_books_default`, `whatsapp_default`, `reminder_ledger_default`
 AIRFLOW_HOME by default).
 """
 
-MAX_PARALLEL_BATCHES = 4  # batches sending at once; they split messages_per_second between them
+# Send tasks running at once across every run of this DAG (backfills included); each sends at
+# messages_per_second / MAX_PARALLEL_BATCHES, so together they never exceed the number's cap.
+MAX_PARALLEL_BATCHES = 4
+MAX_WORKERS_PER_BATCH = 32  # requests in flight per task: its share of the rate x Meta's latency, with room
 MAX_BATCHES = 1000  # stays under Airflow's default max_map_length of 1024
 
 
@@ -53,10 +56,13 @@ MAX_BATCHES = 1000  # stays under Airflow's default max_map_length of 1024
     },
     params={
         "dry_run": Param(False, type="boolean", description="Render and validate every message; send none."),
-        "batch_size": Param(100, type="integer", minimum=1, maximum=1000, description="Messages per mapped send task."),
+        "batch_size": Param(
+            100, type="integer", minimum=1, maximum=1000,
+            description="Most messages per mapped send task (batches are cut into equal, whole waves of parallel tasks).",
+        ),
         "messages_per_second": Param(
             20, type="number", exclusiveMinimum=0, maximum=1000,
-            description="Total send rate of the run (Meta allows 80/s per number by default).",
+            description="Total send rate, shared by all send tasks of all runs (Meta allows 80/s per number by default).",
         ),
         "min_days_between_reminders": Param(
             3, type="integer", minimum=0, description="Never remind an invoice again within this many days."
@@ -114,7 +120,8 @@ def zoho_books_payment_reminders() -> None:
         messages_per_second="{{ params.messages_per_second }}",
         min_days_between_reminders="{{ params.min_days_between_reminders }}",
         dry_run="{{ params.dry_run }}",
-        max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES,
+        max_workers=MAX_WORKERS_PER_BATCH,
+        max_active_tis_per_dag=MAX_PARALLEL_BATCHES,
         retries=3,
         retry_delay=pendulum.duration(seconds=30),
     ).expand(batch=batches)

@@ -22,7 +22,9 @@ for _path in (REPO / "plugins", REPO / "include", REPO):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-_HOME = Path(tempfile.mkdtemp(prefix="zw-airflow-home-"))
+# Importing this file again as ``tests.conftest`` (for its helpers) must not move AIRFLOW_HOME.
+_HOME = Path(os.environ.get("ZW_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="zw-airflow-home-"))
+os.environ["ZW_TEST_AIRFLOW_HOME"] = str(_HOME)
 os.environ.update(
     {
         "AIRFLOW_HOME": str(_HOME),

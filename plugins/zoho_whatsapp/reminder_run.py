@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import tempfile
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -47,33 +49,51 @@ def fetch_into_ledger(
     zoho_conn_id: str = ZohoBooksHook.default_conn_name,
     ledger_conn_id: str = LEDGER_CONN_ID,
 ) -> dict[str, Any]:
-    """Fetch every overdue invoice and its customer's numbers; record them for this date."""
+    """Fetch every overdue invoice and its customer's numbers; record them for this date.
+
+    The listing is spooled to a temporary file page by page, not held in memory (50,000 invoices
+    are ~110 MB as Python dicts), and only then written to the ledger in one transaction: the
+    ledger's retirement of invoices no longer overdue needs the complete listing, and the ledger
+    is not kept locked while Zoho answers.
+    """
     ledger = SendLedger.from_connection(ledger_conn_id)  # unreachable ledger: fail before any Zoho call
     hook = ZohoBooksHook(zoho_conn_id)
     hook.use_organization(Organization(**org))
     occasion = reminder_date(logical_date)
-    invoices = hook.list_overdue_invoices()
-    log.info("Zoho lists %d overdue invoice(s) for organization %s", len(invoices), org["organization_id"])
-    contacts = hook.list_overdue_contacts()
-    missing = sorted(
-        {str(i.get("customer_id")) for i in invoices if _needs_contact_lookup(i, contacts)}
-    )
-    for customer_id in missing:  # rare: a contact the Invoice.OverDue filter did not return
-        contact = hook.get_contact(customer_id)
-        if contact:
-            contacts[customer_id] = contact
-    if missing:
-        log.info("looked up %d contact(s) missing from the overdue-contacts listing one by one", len(missing))
-    records = (
-        {**inv, "_contact": _contact_numbers(contacts.get(str(inv.get("customer_id"))))} for inv in invoices
-    )
-    seen, retired = ledger.record_fetched(
-        organization_id=org["organization_id"],
-        kind=REMINDER_KIND,
-        occasion=occasion,
-        invoices=records,
-        run=RunInfo(dag_id=dag_id, run_id=run_id),
-    )
+    # One paginated pass over the customers with overdue invoices, kept as just the numbers.
+    contacts = {cid: _contact_numbers(c) for cid, c in hook.list_overdue_contacts().items()}
+    seen_ids: set[str] = set()
+    missing: set[str] = set()
+    duplicates = 0
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        for page in hook.iter_overdue_invoices():
+            for inv in page:
+                invoice_id = str(inv.get("invoice_id") or "")
+                if invoice_id in seen_ids:  # Zoho repeats rows across pages
+                    duplicates += 1
+                    continue
+                seen_ids.add(invoice_id)
+                if _needs_contact_lookup(inv, contacts):
+                    missing.add(str(inv.get("customer_id")))
+                spool.write(json.dumps(inv, default=str, ensure_ascii=False) + "\n")
+        listed = len(seen_ids)
+        del seen_ids
+        if duplicates:
+            log.info("Zoho listed %d invoice(s) twice; kept one copy of each", duplicates)
+        log.info("Zoho lists %d overdue invoice(s) for organization %s", listed, org["organization_id"])
+        for customer_id in sorted(missing):  # rare: a contact the Invoice.OverDue filter did not return
+            contacts[customer_id] = _contact_numbers(hook.get_contact(customer_id))
+        if missing:
+            log.info("looked up %d contact(s) missing from the overdue-contacts listing one by one", len(missing))
+        spool.seek(0)
+        records = (_with_contact(json.loads(line), contacts) for line in spool)
+        seen, retired = ledger.record_fetched(
+            organization_id=org["organization_id"],
+            kind=REMINDER_KIND,
+            occasion=occasion,
+            invoices=records,
+            run=RunInfo(dag_id=dag_id, run_id=run_id),
+        )
     if retired:
         log.info("%d invoice(s) planned earlier for %s are no longer overdue: skipped", retired, occasion)
     ledger.dispose()
@@ -102,6 +122,11 @@ def _needs_contact_lookup(invoice: dict[str, Any], contacts: dict[str, Any]) -> 
         return False
 
 
+def _with_contact(invoice: dict[str, Any], contacts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    invoice["_contact"] = contacts.get(str(invoice.get("customer_id"))) or {}
+    return invoice
+
+
 def _contact_numbers(contact: dict[str, Any] | None) -> dict[str, Any]:
     if not contact:
         return {}
@@ -121,8 +146,16 @@ def plan_batches(
     max_batches: int,
     max_parallel: int,
     ledger_conn_id: str = LEDGER_CONN_ID,
+    chunk_size: int = 1000,
 ) -> list[dict[str, Any]]:
-    """Plan or skip every fetched invoice, then cut the planned messages into batches."""
+    """Plan or skip every fetched invoice, then cut the planned messages into batches.
+
+    Rows are read and planned ``chunk_size`` at a time, so memory does not grow with the number
+    of invoices. The batches come in whole waves of ``max_parallel`` (the most send tasks that
+    run at once) of equal size, and each batch sends at ``1/max_parallel`` of the rate: together
+    they use the whole rate from the first wave to the last, and never more than it, whichever
+    batches of whichever runs happen to overlap.
+    """
     ledger = SendLedger.from_connection(ledger_conn_id)
     org_id, occasion = fetched["organization_id"], fetched["occasion"]
     policy = ReminderPolicy(
@@ -144,55 +177,80 @@ def plan_batches(
     recent = ledger.recently_reminded(
         organization_id=org_id, kind=REMINDER_KIND, min_days_between=policy.min_days_between_reminders
     )
-    rows = ledger.rows(organization_id=org_id, kind=REMINDER_KIND, occasion=occasion, status=("fetched",))
+    skipped: Counter[str] = Counter()
     plans: list[dict[str, Any]] = []
     skips: list[dict[str, Any]] = []
-    for row in rows:
+    fetched_rows = ledger.iter_rows(
+        organization_id=org_id, kind=REMINDER_KIND, occasion=occasion, status=("fetched",), chunk_size=chunk_size
+    )
+    for row in fetched_rows:
         source = json.loads(row["source"] or "{}")
         if row["invoice_id"] in recent:
             skips.append({"id": row["id"], "reason": "cadence", "detail": "reminded within the cadence window"})
-            continue
-        try:
-            invoice = OverdueInvoice.from_zoho(source, source.get("_contact"))
-        except InvalidInvoice as exc:
-            skips.append({"id": row["id"], "reason": "invalid_invoice", "detail": str(exc)})
-            continue
-        decision = plan_reminder(invoice, policy, spec)
-        if isinstance(decision, Reminder):
-            plans.append(
-                {
-                    "id": row["id"],
-                    "recipient": decision.recipient,
-                    "phone_masked": decision.phone_masked,
-                    "template_name": spec.name,
-                    "template_language": policy.language,
-                    "parameters": decision.parameters,
-                }
-            )
         else:
-            skips.append(
-                {"id": row["id"], "reason": decision.reason, "detail": decision.detail, "phone_masked": decision.phone_masked}
-            )
+            try:
+                invoice = OverdueInvoice.from_zoho(source, source.get("_contact"))
+            except InvalidInvoice as exc:
+                skips.append({"id": row["id"], "reason": "invalid_invoice", "detail": str(exc)})
+            else:
+                decision = plan_reminder(invoice, policy, spec)
+                if isinstance(decision, Reminder):
+                    plans.append(
+                        {
+                            "id": row["id"],
+                            "recipient": decision.recipient,
+                            "phone_masked": decision.phone_masked,
+                            "template_name": spec.name,
+                            "template_language": policy.language,
+                            "parameters": decision.parameters,
+                        }
+                    )
+                else:
+                    skips.append(
+                        {"id": row["id"], "reason": decision.reason, "detail": decision.detail,
+                         "phone_masked": decision.phone_masked}
+                    )
+        if len(plans) + len(skips) >= chunk_size:
+            skipped.update(s["reason"] for s in skips)
+            ledger.plan_many(plans, skips)
+            plans, skips = [], []
+    skipped.update(s["reason"] for s in skips)
     ledger.plan_many(plans, skips)
-    planned = ledger.rows(organization_id=org_id, kind=REMINDER_KIND, occasion=occasion, status=("planned",))
-    batch_size = int(params.get("batch_size", 100))
-    if math.ceil(len(planned) / batch_size) > max_batches:
-        batch_size = math.ceil(len(planned) / max_batches)
-        log.info("raised batch_size to %d to stay within %d mapped tasks", batch_size, max_batches)
-    numbers = ledger.assign_batches(organization_id=org_id, kind=REMINDER_KIND, occasion=occasion, batch_size=batch_size)
+    key = {"organization_id": org_id, "kind": REMINDER_KIND, "occasion": occasion}
+    planned = ledger.account(**key)["by_status"].get("planned", 0)
+    size = batch_size_for(planned, int(params.get("batch_size", 100)), max_batches, max_parallel)
+    if size > int(params.get("batch_size", 100)):
+        log.info("raised batch_size to %d to stay within %d mapped tasks", size, max_batches)
+    numbers = ledger.assign_batches(**key, batch_size=size)
     ledger.dispose()
-    skipped: dict[str, int] = {}
-    for s in skips:
-        skipped[s["reason"]] = skipped.get(s["reason"], 0) + 1
     log.info(
-        "planned %d message(s) in %d batch(es); skipped %d: %s",
-        len(planned), len(numbers), len(skips), skipped or "none",
+        "planned %d message(s) in %d batch(es) of up to %d; skipped %d: %s",
+        planned, len(numbers), size, sum(skipped.values()), dict(skipped) or "none",
     )
-    share = min(len(numbers), max_parallel) or 1
+    share = max(1, max_parallel)
     return [
         BatchRef(organization_id=org_id, kind=REMINDER_KIND, occasion=occasion, batch=n, parallel_share=share).to_dict()
         for n in numbers
     ]
+
+
+def batch_size_for(planned: int, batch_size: int, max_batches: int, max_parallel: int) -> int:
+    """Messages per batch so that the batches fill whole waves of ``max_parallel`` equal batches.
+
+    ``batch_size`` is the most a batch should hold; it is raised only when ``max_batches`` mapped
+    tasks could not carry ``planned`` messages otherwise.
+
+    >>> batch_size_for(5000, 1000, 1000, 4)  # 5 batches' worth -> 2 waves of 4 batches of 625
+    625
+    """
+    if planned <= 0:
+        return max(1, batch_size)
+    parallel = max(1, max_parallel)
+    waves = math.ceil(planned / (max(1, batch_size) * parallel))
+    batches = waves * parallel
+    if batches > max_batches:
+        batches = max(parallel, max_batches - max_batches % parallel)
+    return max(1, math.ceil(planned / batches))
 
 
 def account_for_run(

@@ -296,6 +296,28 @@ class SendLedger:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    def iter_rows(
+        self, *, status: Sequence[str] | None = None, chunk_size: int = 1000, **where: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Like :meth:`rows`, read ``chunk_size`` rows at a time: memory stays flat at any size.
+
+        Pages by id, each page a short read of its own, so the rows may be updated between pages
+        (planning turns the ``fetched`` rows it reads into ``planned`` or ``skipped``).
+        """
+        last = 0
+        while True:
+            query = sa.select(messages).where(messages.c.id > last).order_by(messages.c.id).limit(chunk_size)
+            for column, value in where.items():
+                query = query.where(messages.c[column] == value)
+            if status:
+                query = query.where(messages.c.status.in_(tuple(status)))
+            with self.engine.connect() as conn:
+                page = [dict(r._mapping) for r in conn.execute(query)]
+            yield from page
+            if len(page) < chunk_size:
+                return
+            last = page[-1]["id"]
+
     # -- planning -----------------------------------------------------------------------------
 
     def recently_reminded(
@@ -379,24 +401,34 @@ class SendLedger:
 
         Returns the batch numbers that hold planned rows. A recipient may get several messages
         (one per invoice); keeping them together lets one sender space them out, as Meta allows
-        one message per 6 seconds to the same number.
+        one message per 6 seconds to the same number. ``ceil(planned / batch_size)`` batches of
+        (nearly) equal size are filled with the recipients that have most messages first: their
+        spacing sets how long a batch lasts, so they share as few batches as possible and the
+        other batches run at full rate.
         """
         planned = sa.select(messages.c.id, messages.c.recipient).where(
             messages.c.organization_id == organization_id,
             messages.c.kind == kind,
             messages.c.occasion == occasion,
             messages.c.status == "planned",
-        ).order_by(messages.c.recipient, messages.c.id)
+        ).order_by(messages.c.id)
+        size = max(1, batch_size)
         with self.transaction() as conn:
-            rows = conn.execute(planned).all()
+            groups: dict[str, list[int]] = {}
+            for row_id, recipient in conn.execute(planned):
+                groups.setdefault(recipient or "", []).append(row_id)
+            remaining = sum(len(ids) for ids in groups.values())
+            count = max(1, -(-remaining // size))  # ceiling division
+            target = -(-remaining // count)
             assignments: list[dict[str, int]] = []
-            batch, in_batch, previous = 0, 0, None
-            for row_id, recipient in rows:
-                if in_batch >= batch_size and recipient != previous:
+            batch, in_batch = 0, 0
+            for _recipient, ids in sorted(groups.items(), key=lambda g: (-len(g[1]), g[1][0])):
+                if in_batch >= target and batch < count - 1:
+                    remaining -= in_batch
                     batch, in_batch = batch + 1, 0
-                assignments.append({"row_id": row_id, "batch_no": batch})
-                in_batch += 1
-                previous = recipient
+                    target = -(-remaining // (count - batch))  # share what is left evenly
+                assignments.extend({"row_id": row_id, "batch_no": batch} for row_id in ids)
+                in_batch += len(ids)
             if assignments:
                 conn.execute(
                     messages.update().where(messages.c.id == sa.bindparam("row_id")).values(batch=sa.bindparam("batch_no")),

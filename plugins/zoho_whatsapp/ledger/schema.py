@@ -66,8 +66,35 @@ schema_version = Table(
     Column("applied_at", DateTime(timezone=True), nullable=False),
 )
 
+# The webhook inbox: one row per Zoho Books workflow event, stored before the endpoint answers 2xx.
+# The unique event key is what turns Zoho's retried (or concurrent) deliveries into one event.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_key", String(255), nullable=False),  # kind:organization:invoice or payment id
+    Column("kind", String(32), nullable=False),  # invoice_created, payment_received
+    Column("organization_id", String(32)),
+    Column("reference", String(128)),  # the invoice or payment the event is about, as Zoho sent it
+    Column("payload", Text, nullable=False),  # the validated, normalised event (JSON)
+    Column("body_sha256", String(64), nullable=False),  # of the first delivery's raw body
+    Column("status", String(16), nullable=False),  # received -> handled
+    Column("deliveries", Integer, nullable=False, default=1),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("last_delivery_at", DateTime(timezone=True), nullable=False),
+    Column("announced_at", DateTime(timezone=True)),  # when the triggerer last started a DAG run for it
+    Column("announcements", Integer, nullable=False, default=0),
+    Column("handled_at", DateTime(timezone=True)),
+    Column("dag_id", String(250)),
+    Column("run_id", String(250)),
+    Column("outcome", Text),  # JSON: what became of the event's messages
+    UniqueConstraint("event_key", name="uq_webhook_events_key"),
+    Index("ix_webhook_events_status", "status", "id"),
+)
+
 # Migrations run in order, each once; append, never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str, list[Table]]] = [
     (1, "messages ledger", [messages]),
+    (2, "webhook inbox", [webhook_events]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

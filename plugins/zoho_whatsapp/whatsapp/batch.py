@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from zoho_whatsapp.whatsapp.rate_limit import RateLimiter
 log = logging.getLogger(__name__)
 
 PAIR_INTERVAL = 6.0  # Meta: one message per 6 s to the same recipient (code 131056)
+THROUGHPUT_WINDOW = 1.0  # Meta: messages per second per number (code 130429 above it)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class BatchSender:
         if self.dry_run:
             return self._dry_run(todo)
         self._total = len(todo)
-        ordered = _recipient_rounds(todo)
+        ordered = _pair_rate_order(todo, self.limiter.interval, self.pair_interval)
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="whatsapp-send") as pool:
             try:
                 for _ in pool.map(self._send_one, ordered):
@@ -163,9 +165,14 @@ class BatchSender:
             except WhatsAppSendError as exc:
                 attempt += 1
                 if exc.outcome is Outcome.RETRY_LATER and attempt <= self.retry_later_attempts:
-                    wait = self.pair_interval if exc.code == 131056 else self.backoff_seconds * 2 ** (attempt - 1)
-                    if exc.code == 130429:
+                    if exc.code == 131056:
+                        wait = self.pair_interval
+                    elif exc.code == 130429:
+                        # Meta counts throughput per sliding second: a second's pause is back under the cap.
+                        wait = min(self.backoff_seconds, THROUGHPUT_WINDOW) * 2 ** (attempt - 1)
                         self.limiter.pause(wait)
+                    else:
+                        wait = self.backoff_seconds * 2 ** (attempt - 1)
                     log.info("%s: %s; retrying in %.1fs", row["invoice_number"], exc, wait)
                     time.sleep(wait)
                     continue
@@ -244,11 +251,36 @@ class BatchSender:
         return self._result
 
 
-def _recipient_rounds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each recipient's first message, then everyone's second...: spacing costs least this way."""
-    rank: Counter[str] = Counter()
-    keyed = []
-    for row in rows:
-        keyed.append((rank[row["recipient"]], row["id"], row))
-        rank[row["recipient"]] += 1
-    return [row for _, _, row in sorted(keyed, key=lambda k: (k[0], k[1]))]
+def _pair_rate_order(rows: list[dict[str, Any]], interval: float, pair_interval: float) -> list[dict[str, Any]]:
+    """The send order in which Meta's pair rate (one message per recipient per 6 s) costs least.
+
+    A recipient with k messages needs at least ``(k - 1) * pair_interval`` seconds, so the batch
+    can end no sooner than its longest chain; the chain only stays that short if it starts at
+    once and every later message goes out as soon as its spacing allows. This walks the batch's
+    own clock, one send slot every ``interval`` seconds: at each slot the recipient allowed to
+    send with the most messages left goes first, others fill the gaps. With one message per
+    recipient it is plain row order.
+    """
+    queues: dict[str, deque[dict[str, Any]]] = {}
+    for row in sorted(rows, key=lambda r: r["id"]):
+        queues.setdefault(str(row.get("recipient") or ""), deque()).append(row)
+    ready = [(-len(q), q[0]["id"], recipient) for recipient, q in queues.items()]
+    heapq.heapify(ready)
+    waiting: list[tuple[float, int, str]] = []  # (may send again at, next row id, recipient)
+    clock = 0.0
+    order: list[dict[str, Any]] = []
+    while ready or waiting:
+        while waiting and waiting[0][0] <= clock:
+            _, _, recipient = heapq.heappop(waiting)
+            left = queues[recipient]
+            heapq.heappush(ready, (-len(left), left[0]["id"], recipient))
+        if not ready:
+            clock = waiting[0][0]
+            continue
+        _, _, recipient = heapq.heappop(ready)
+        left = queues[recipient]
+        order.append(left.popleft())
+        if left:
+            heapq.heappush(waiting, (clock + pair_interval, left[0]["id"], recipient))
+        clock += interval
+    return order

@@ -5,21 +5,34 @@ from __future__ import annotations
 import threading
 import time
 
+# How much later than its slot a request may reach the provider (thread wake-up, scheduling, the
+# network). Meta counts messages per sliding second at its end; slots spaced exactly 1/rate apart
+# put rate + 1 requests into one second as soon as one of them is a little late (measured: a few
+# 130429 per thousand messages with four batches sharing 80/s). Spacing them (1 + JITTER)/rate
+# apart keeps every sliding second at or under rate for lateness up to JITTER, for about 5% less
+# than the nominal rate.
+JITTER_SECONDS = 0.05
+
 
 class RateLimiter:
-    """Hand out send slots at most ``rate`` per second.
+    """Hand out send slots at most ``rate`` per second, as the provider will count them.
 
-    Slots are spaced ``1/rate`` apart rather than released in bursts, so a sliding one-second
-    window at the provider never sees more than ``rate`` requests.
+    Slots are spaced ``(1 + jitter) / rate`` apart rather than released in bursts, so a sliding
+    one-second window at the provider never sees more than ``rate`` requests, even when some
+    arrive up to ``jitter`` seconds after their slot. Several limiters whose rates add up to the
+    provider's cap (the parallel batches of a run) therefore never exceed the cap together.
 
     >>> limiter = RateLimiter(20)
     >>> limiter.acquire()  # returns once this thread may send
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, *, jitter: float = JITTER_SECONDS) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
-        self.interval = 1.0 / rate
+        if jitter < 0:
+            raise ValueError(f"jitter must not be negative, got {jitter}")
+        self.rate = rate
+        self.interval = (1.0 + jitter) / rate
         self._next = time.monotonic()
         self._lock = threading.Lock()
 

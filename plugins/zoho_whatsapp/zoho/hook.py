@@ -383,12 +383,15 @@ class ZohoBooksHook(BaseHook):
 
     # -- receivables ------------------------------------------------------------------------
 
+    def iter_overdue_invoices(self) -> Iterator[list[dict[str, Any]]]:
+        """Overdue invoices a page (200) at a time, as Zoho lists them: may repeat a row across pages."""
+        return self.iter_pages("invoices", "invoices", {"status": "overdue", "sort_column": "due_date", "sort_order": "A"})
+
     def list_overdue_invoices(self) -> list[dict[str, Any]]:
         """Every overdue invoice, once each, oldest due date first."""
         seen: dict[str, dict[str, Any]] = {}
         duplicates = 0
-        params = {"status": "overdue", "sort_column": "due_date", "sort_order": "A"}
-        for rows in self.iter_pages("invoices", "invoices", params):
+        for rows in self.iter_overdue_invoices():
             for row in rows:
                 invoice_id = str(row.get("invoice_id") or "")
                 if invoice_id in seen:

@@ -1,0 +1,105 @@
+"""Airflow provider metadata: the ``zoho_books`` and ``whatsapp`` connection types and their forms.
+
+Registered through the ``apache_airflow_provider`` entry point in pyproject.toml (``make install``
+installs the project), which is the only way a connection type gets its own form in the UI:
+plugins cannot register connection types. The form fields are declared here (Airflow 3.2+
+reads ``conn-fields`` / ``ui-field-behaviour`` from provider info without importing the hooks;
+the hooks' ``get_connection_form_widgets`` classmethods are deprecated since 3.2).
+
+.. code-block:: python
+
+    from airflow.providers_manager import ProvidersManager
+
+    ProvidersManager().hooks["zoho_books"].hook_name  # 'Zoho Books'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PACKAGE_NAME = "zoho-books-whatsapp"  # must equal [project].name in pyproject.toml
+VERSION = "0.1.0"
+REGIONS = ["in", "us", "eu", "au", "jp", "ca", "cn", "sa"]
+
+
+def _field(label: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"label": label, "description": description, "schema": {"type": ["string", "null"], **schema}}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """What ``ProvidersManager`` reads from the entry point (schema: airflow/provider_info.schema.json)."""
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "Zoho Books to WhatsApp",
+        "description": "Zoho Books receivables turned into WhatsApp reminders and alerts.",
+        "versions": [VERSION],
+        "connection-types": [
+            {
+                "connection-type": "zoho_books",
+                "hook-class-name": "zoho_whatsapp.zoho.hook.ZohoBooksHook",
+                "hook-name": "Zoho Books",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "schema"],
+                    "relabeling": {"login": "Client ID", "password": "Client Secret"},
+                    "placeholders": {
+                        "login": "1000.XXXXXXXXXXXXXXXXXXXXXXXXXXXXXX (api-console.zoho.in -> Self Client)",
+                        "password": "Self Client secret",
+                        "refresh_token": "1000.xxxx.yyyy (from: python -m zoho_whatsapp.cli zoho-auth)",
+                        "organization_id": "e.g. 10234695 (GET /books/v3/organizations)",
+                        "accounts_url": "https://accounts.zoho.in",
+                        "api_url": "https://www.zohoapis.in",
+                    },
+                },
+                "conn-fields": {
+                    "refresh_token": _field(
+                        "Refresh token",
+                        "From the one-time grant-code exchange (python -m zoho_whatsapp.cli zoho-auth). Never expires.",
+                        format="password",
+                    ),
+                    "region": _field(
+                        "Data centre",
+                        "Where the account lives: accounts.zoho.in means 'in'. Decides the OAuth and API hosts.",
+                        enum=[*REGIONS, None],
+                        default="in",
+                    ),
+                    "organization_id": _field(
+                        "Organization ID",
+                        "Optional when the account has exactly one organization.",
+                    ),
+                    "accounts_url": _field(
+                        "Accounts URL override",
+                        "Leave empty: derived from the data centre. Set only for a proxy or the local sandbox.",
+                    ),
+                    "api_url": _field(
+                        "Books API URL override",
+                        "Leave empty: Zoho's api_domain from the token response is used.",
+                    ),
+                },
+            },
+            {
+                "connection-type": "whatsapp",
+                "hook-class-name": "zoho_whatsapp.whatsapp.hook.WhatsAppHook",
+                "hook-name": "WhatsApp Cloud API",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "schema", "login"],
+                    "relabeling": {"password": "Access token"},
+                    "placeholders": {
+                        "password": "System-user access token (permission whatsapp_business_messaging)",
+                        "phone_number_id": "WhatsApp Manager -> API Setup -> Phone number ID",
+                        "api_version": "v23.0",
+                        "base_url": "https://graph.facebook.com",
+                    },
+                },
+                "conn-fields": {
+                    "phone_number_id": _field(
+                        "Phone number ID",
+                        "The sending number's id (WhatsApp Manager -> API Setup), not the phone number itself.",
+                    ),
+                    "api_version": _field("Graph API version", "Default v23.0.", default="v23.0"),
+                    "base_url": _field(
+                        "API base URL", "Default https://graph.facebook.com; the local sandbox sets its own."
+                    ),
+                },
+            },
+        ],
+    }

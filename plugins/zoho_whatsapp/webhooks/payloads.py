@@ -1,0 +1,434 @@
+"""Read and validate the bodies Zoho Books workflow-rule webhooks POST. Pure functions: no I/O.
+
+Two shapes are accepted for each event:
+
+* the integration guide's flat custom payload (a JSON body the rule builds from placeholders)::
+
+    {"invoice_id": "INV-000142", "customer_name": "Priya Textiles", "mobile": "9820012345",
+     "total": 48500.00, "balance": 48500.00, "due_date": "2026-07-07", "status": "sent",
+     "currency_code": "INR"}
+
+  (there ``invoice_id`` holds the invoice *number*; Zoho's own ids are long digit strings, so a
+  value that is not all digits is read as the number), and for payments
+  ``{"payment_id": ..., "amount": ..., "invoice_id": ..., "customer_name": ..., "mobile": ...}``;
+* Zoho's "Default Payload": the module's fields as JSON, nested under ``invoice`` (Invoices) or
+  ``payment`` / ``customerpayment`` (Customer Payments).
+
+Anything else is a :class:`PayloadError` carrying the HTTP status to answer (400 unreadable,
+422 readable but wrong) and the fields at fault.
+
+>>> event = parse_event("invoice_created", b'{"invoice_id": "INV-000142", "customer_name": "Priya Textiles",'
+...                     b' "total": 48500, "due_date": "2026-07-07"}')
+>>> event.invoice_number, event.invoice_id, event.event_key
+('INV-000142', None, 'invoice_created:-:number:INV-000142')
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from zoho_whatsapp.rules.money import parse_amount
+
+__all__ = [
+    "EVENT_PATHS",
+    "INVOICE_CREATED",
+    "PAYMENT_RECEIVED",
+    "UNANNOUNCED_STATUSES",
+    "AlertEvent",
+    "PayloadError",
+    "parse_event",
+]
+
+INVOICE_CREATED = "invoice_created"
+PAYMENT_RECEIVED = "payment_received"
+# A "record created" rule also fires for drafts; a customer hears only of issued invoices.
+UNANNOUNCED_STATUSES = frozenset({"draft", "void"})
+# URL segment under /zoho-books/webhooks/ -> the event it receives
+EVENT_PATHS = {"invoices": INVOICE_CREATED, "payments": PAYMENT_RECEIVED}
+
+# Default Payload wrappers: which key holds the record for each event.
+_WRAPPERS = {INVOICE_CREATED: ("invoice",), PAYMENT_RECEIVED: ("payment", "customerpayment", "customer_payment")}
+# Modules a misrouted workflow rule may send; named in the 422 so the user sees the rule's mistake.
+_OTHER_MODULES = frozenset(
+    {
+        "estimate", "salesorder", "sales_order", "creditnote", "credit_note", "bill", "purchaseorder",
+        "purchase_order", "contact", "customer", "vendor", "expense", "item", "project", "retainerinvoice",
+        "retainer_invoice", "recurring_invoice", "recurringinvoice", "vendorpayment", "vendor_payment",
+        "journal", "deliverychallan", "delivery_challan", "invoice", "payment", "customerpayment",
+        "customer_payment",
+    }
+)
+# Zoho record ids are long digit strings (15-19 digits); invoice numbers are shorter or carry a prefix.
+_ZOHO_ID = re.compile(r"[0-9]{12,64}")
+_DIGITS = re.compile(r"[0-9]{1,64}")
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?![0-9])")
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_ID_CHARS = 64
+MAX_NAME_CHARS = 255
+MAX_PHONE_CHARS = 40
+MAX_DEPTH = 32  # the bodies Zoho sends are a few levels deep; deeper is an attack or a bug
+
+
+class PayloadError(ValueError):
+    """A webhook body the endpoint refuses; ``status`` is the HTTP answer, ``fields`` what is wrong."""
+
+    def __init__(self, status: int, message: str, *, fields: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.fields = tuple(fields)
+
+    def as_dict(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"error": str(self)}
+        if self.fields:
+            answer["fields"] = list(self.fields)
+        return answer
+
+
+@dataclass(frozen=True)
+class AppliedInvoice:
+    """One invoice a payment was applied to, as the payload tells it."""
+
+    invoice_id: str | None
+    invoice_number: str | None
+    amount_applied: str | None  # Decimal as text
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """What one workflow webhook says happened, validated and normalised.
+
+    Amounts are kept as decimal strings so the event survives a JSON round trip exactly.
+    """
+
+    kind: str
+    payload_format: str  # "flat" or "default"
+    organization_id: str | None = None
+    invoice_id: str | None = None  # Zoho's numeric id, when the payload has it
+    invoice_number: str | None = None
+    payment_id: str | None = None
+    customer_id: str | None = None
+    customer_name: str | None = None
+    phones: tuple[str, ...] = ()  # numbers the payload carries, most specific first
+    currency_code: str | None = None
+    total: str | None = None
+    balance: str | None = None
+    amount: str | None = None
+    due_date: str | None = None  # ISO date
+    date: str | None = None
+    status: str | None = None
+    applied: tuple[AppliedInvoice, ...] = field(default_factory=tuple)
+
+    @property
+    def reference(self) -> str:
+        """The record the event is about: the payment, else the invoice id, else its number."""
+        if self.kind == PAYMENT_RECEIVED:
+            return f"payment:{self.payment_id}"
+        return self.invoice_id or f"number:{self.invoice_number}"
+
+    @property
+    def event_key(self) -> str:
+        """Same record, same event: Zoho's retries and repeated deliveries share this key.
+
+        A draft or void invoice gets a key of its own, so the delivery Zoho makes when the draft
+        is later issued is a new event (and is announced) rather than a duplicate of the draft's.
+        """
+        key = f"{self.kind}:{self.organization_id or '-'}:{self.reference.removeprefix('payment:')}"
+        status = (self.status or "").lower()
+        return f"{key}:{status}" if self.kind == INVOICE_CREATED and status in UNANNOUNCED_STATUSES else key
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> AlertEvent:
+        data = json.loads(text)
+        data["phones"] = tuple(data.get("phones") or ())
+        data["applied"] = tuple(AppliedInvoice(**a) for a in data.get("applied") or ())
+        return cls(**data)
+
+
+def parse_event(kind: str, body: bytes) -> AlertEvent:
+    """Validate one webhook body for ``kind`` (``invoice_created`` or ``payment_received``).
+
+    Raises :class:`PayloadError` (400 for a body that is not JSON, 422 for JSON that is not a
+    usable event) naming the fields at fault; never any other exception for any input.
+    """
+    if kind not in _WRAPPERS:
+        raise PayloadError(404, f"unknown event {kind!r}")
+    document = _decode(body)
+    if not isinstance(document, dict):
+        raise PayloadError(422, f"expected a JSON object, got {_type_name(document)}")
+    record, payload_format = _unwrap(kind, document)
+    if kind == INVOICE_CREATED:
+        return _invoice_event(record, payload_format, document)
+    return _payment_event(record, payload_format, document)
+
+
+# -- decoding ---------------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _decode(body: bytes) -> Any:
+    if not body or not body.strip():
+        raise PayloadError(400, "empty body: send the record as a JSON object (content type application/json)")
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(400, f"malformed JSON: the body is not UTF-8 (byte {exc.start})") from None
+    try:
+        document = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # NaN/Infinity, over-long integers, absurd nesting
+        raise PayloadError(400, f"malformed JSON: {str(exc)[:200]}") from None
+    if _depth(document) > MAX_DEPTH:
+        raise PayloadError(422, f"the JSON is nested more than {MAX_DEPTH} levels deep")
+    return document
+
+
+def _depth(value: Any) -> int:
+    # Iterative: a recursive walk could itself hit the recursion limit on a hostile body.
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            return level
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _unwrap(kind: str, document: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    for key in _WRAPPERS[kind]:
+        if key in document:
+            record = document[key]
+            if not isinstance(record, dict):
+                raise PayloadError(422, f"{key!r} must be an object (Zoho's Default Payload), got {_type_name(record)}",
+                                   fields=[key])
+            return record, "default"
+    others = [k for k, v in document.items() if isinstance(k, str) and k.lower() in _OTHER_MODULES and isinstance(v, dict)]
+    if others:
+        wanted = "invoices" if kind == INVOICE_CREATED else "customer payments"
+        raise PayloadError(
+            422,
+            f"unknown event: this URL receives {wanted}, but the body holds {others[0]!r}; "
+            "point the workflow rule for that module at its own URL",
+            fields=others[:1],
+        )
+    return document, "flat"
+
+
+# -- fields -----------------------------------------------------------------------------------------
+
+
+class _Fields:
+    """Collects every problem of one body, so the answer lists them all at once."""
+
+    def __init__(self, record: Mapping[str, Any], prefix: str) -> None:
+        self.record = record
+        self.prefix = prefix
+        self.missing: list[str] = []
+        self.wrong: list[tuple[str, str]] = []
+
+    def name(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    def present(self, key: str) -> bool:
+        value = self.record.get(key)
+        return value is not None and not (isinstance(value, str) and not value.strip())
+
+    def text(self, key: str, *, required: bool = False, max_chars: int = MAX_NAME_CHARS) -> str | None:
+        if not self.present(key):
+            if required:
+                self.missing.append(self.name(key))
+            return None
+        value = self.record[key]
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            self.wrong.append((self.name(key), f"must be a string, got {_type_name(value)}"))
+            return None
+        text = str(value).strip()
+        if len(text) > max_chars:
+            self.wrong.append((self.name(key), f"is longer than {max_chars} characters"))
+            return None
+        if _CONTROL.search(text):
+            self.wrong.append((self.name(key), "contains control characters"))
+            return None
+        return text
+
+    def identifier(self, key: str, *, required: bool = False) -> str | None:
+        return self.text(key, required=required, max_chars=MAX_ID_CHARS)
+
+    def amount(self, key: str, *, required: bool = False, positive: bool = False) -> str | None:
+        if not self.present(key):
+            if required:
+                self.missing.append(self.name(key))
+            return None
+        try:
+            value = parse_amount(self.record[key], self.name(key))
+        except ValueError as exc:
+            self.wrong.append((self.name(key), str(exc).split(": ", 1)[-1][:120]))
+            return None
+        if not value.is_finite() or abs(value) >= Decimal("1e15"):
+            self.wrong.append((self.name(key), "is not a plausible amount"))
+            return None
+        if value < 0 or (positive and value == 0):
+            self.wrong.append((self.name(key), "must be more than 0" if positive else "must not be negative"))
+            return None
+        return str(value)
+
+    def day(self, key: str, *, required: bool = False) -> str | None:
+        text = self.text(key, required=required, max_chars=40)
+        if text is None:
+            return None
+        try:
+            if not _ISO_DAY.match(text):  # date.fromisoformat would also take 20260707
+                raise ValueError(text)
+            return date.fromisoformat(text[:10]).isoformat()
+        except ValueError:
+            self.wrong.append((self.name(key), f"must be a date as yyyy-mm-dd, got {text[:40]!r}"))
+            return None
+
+    def currency(self, key: str) -> str | None:
+        text = self.text(key, max_chars=8)
+        if text is not None and not _CURRENCY.fullmatch(text):
+            self.wrong.append((self.name(key), f"must be a 3-letter currency code, got {text!r}"))
+            return None
+        return text.upper() if text else None
+
+    def check(self) -> None:
+        if self.missing or self.wrong:
+            parts = []
+            if self.missing:
+                parts.append("missing " + ", ".join(self.missing))
+            parts.extend(f"{name} {why}" for name, why in self.wrong)
+            raise PayloadError(422, "; ".join(parts), fields=self.missing + [n for n, _ in self.wrong])
+
+
+def _phones(record: Mapping[str, Any], fields: _Fields) -> tuple[str, ...]:
+    """Numbers in the payload, most specific first; bad optional extras are ignored, not fatal."""
+    found: list[str | None] = [fields.text("mobile", max_chars=MAX_PHONE_CHARS),
+                               fields.text("phone", max_chars=MAX_PHONE_CHARS)]
+    persons = record.get("contact_persons_associated") or record.get("contact_persons_details") or []
+    if isinstance(persons, list):
+        for person in persons[:20]:
+            if isinstance(person, dict):
+                found.extend(_loose_text(person.get(k)) for k in ("mobile", "phone"))
+    billing = record.get("billing_address")
+    if isinstance(billing, dict):
+        found.append(_loose_text(billing.get("phone")))
+    unique: list[str] = []
+    for value in found:
+        if value and value not in unique:
+            unique.append(value)
+    return tuple(unique)
+
+
+def _loose_text(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value).strip()
+    return text if text and len(text) <= MAX_PHONE_CHARS and not _CONTROL.search(text) else None
+
+
+def _organization(record: Mapping[str, Any], document: Mapping[str, Any], fields: _Fields) -> str | None:
+    if record is not document and fields.present("organization_id"):
+        return fields.identifier("organization_id")
+    outer = _Fields(document, "")
+    value = outer.identifier("organization_id")
+    fields.wrong.extend(outer.wrong)
+    return value
+
+
+def _invoice_event(record: dict[str, Any], payload_format: str, document: dict[str, Any]) -> AlertEvent:
+    fields = _Fields(record, "invoice." if payload_format == "default" else "")
+    raw_id = fields.identifier("invoice_id")
+    number = fields.identifier("invoice_number")
+    invoice_id = raw_id
+    if raw_id is not None and not _ZOHO_ID.fullmatch(raw_id):
+        # The guide's flat payload puts the invoice number in invoice_id.
+        invoice_id, number = None, number or raw_id
+    if raw_id is None and number is None and fields.name("invoice_id") not in {n for n, _ in fields.wrong}:
+        fields.missing.append(f"{fields.name('invoice_id')} (or {fields.name('invoice_number')})")
+    event = AlertEvent(
+        kind=INVOICE_CREATED,
+        payload_format=payload_format,
+        organization_id=_organization(record, document, fields),
+        invoice_id=invoice_id,
+        invoice_number=number,
+        customer_id=fields.identifier("customer_id"),
+        customer_name=fields.text("customer_name", required=True),
+        phones=_phones(record, fields),
+        currency_code=fields.currency("currency_code"),
+        total=fields.amount("total", required=True),
+        balance=fields.amount("balance"),
+        due_date=fields.day("due_date", required=True),
+        date=fields.day("date"),
+        status=fields.identifier("status"),
+    )
+    fields.check()
+    return event
+
+
+def _payment_event(record: dict[str, Any], payload_format: str, document: dict[str, Any]) -> AlertEvent:
+    fields = _Fields(record, "payment." if payload_format == "default" else "")
+    applied: list[AppliedInvoice] = []
+    invoices = record.get("invoices")
+    if invoices is not None and not isinstance(invoices, list):
+        fields.wrong.append((fields.name("invoices"), f"must be an array, got {_type_name(invoices)}"))
+    for index, item in enumerate(invoices if isinstance(invoices, list) else []):
+        if index >= 50:
+            fields.wrong.append((fields.name("invoices"), "lists more than 50 invoices"))
+            break
+        if not isinstance(item, dict):
+            fields.wrong.append((f"{fields.name('invoices')}[{index}]", f"must be an object, got {_type_name(item)}"))
+            continue
+        sub = _Fields(item, f"{fields.name('invoices')}[{index}].")
+        entry = AppliedInvoice(sub.identifier("invoice_id"), sub.identifier("invoice_number"),
+                               sub.amount("amount_applied"))
+        fields.wrong.extend(sub.wrong)
+        if entry.invoice_id or entry.invoice_number:
+            applied.append(entry)
+    if payload_format == "flat":  # the flat body names one invoice directly
+        raw_id = fields.identifier("invoice_id")
+        number = fields.identifier("invoice_number")
+        if raw_id is not None and not _ZOHO_ID.fullmatch(raw_id):
+            raw_id, number = None, number or raw_id
+        if raw_id or number:
+            applied.insert(0, AppliedInvoice(raw_id, number, None))
+    payment_id = fields.identifier("payment_id", required=True)
+    if payment_id is not None and not _DIGITS.fullmatch(payment_id):
+        fields.wrong.append((fields.name("payment_id"), "must be Zoho's numeric payment id"))
+    event = AlertEvent(
+        kind=PAYMENT_RECEIVED,
+        payload_format=payload_format,
+        organization_id=_organization(record, document, fields),
+        payment_id=payment_id,
+        customer_id=fields.identifier("customer_id"),
+        customer_name=fields.text("customer_name"),
+        phones=_phones(record, fields),
+        currency_code=fields.currency("currency_code"),
+        amount=fields.amount("amount", required=True, positive=True),
+        date=fields.day("date"),
+        applied=tuple(applied),
+    )
+    fields.check()
+    return event

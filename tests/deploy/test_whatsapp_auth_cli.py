@@ -1,0 +1,71 @@
+"""`whatsapp-auth`: the access token and phone number id checked with a GET before anything is saved."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.deploy.helpers import db_connection
+
+
+@pytest.fixture
+def wa_token(sandbox, monkeypatch) -> str:
+    token = sandbox.credentials["whatsapp_token"]
+    monkeypatch.setenv("WHATSAPP_ACCESS_TOKEN", token)
+    return token
+
+
+def phone_requests(sandbox) -> list[dict]:
+    return [r for r in sandbox.requests(service="whatsapp") if r["method"] == "GET"]
+
+
+def test_valid_token_and_number_are_written(sandbox, wa_token, stored, cli) -> None:
+    stored.append("wa_trial")
+    phone_id = sandbox.credentials["phone_number_id"]
+    run = cli("whatsapp-auth", "--phone-number-id", phone_id, "--base-url", sandbox.url, "--conn-id", "wa_trial")
+    assert run.code == 0, run.text
+    conn = db_connection("wa_trial")
+    assert conn["conn_type"] == "whatsapp" and conn["password"] == wa_token and conn["encrypted"]
+    assert conn["extra"] == {"phone_number_id": phone_id, "base_url": sandbox.url}
+    assert wa_token not in run.text
+    assert "WhatsApp number +91 22 4000 1234 (Sharma Traders)" in run.err
+    assert [r["path"] for r in phone_requests(sandbox)] == [f"/v23.0/{phone_id}"]
+    assert sandbox.messages() == []  # validating sends nothing
+
+    run = cli("check", "whatsapp", "--whatsapp-conn-id", "wa_trial")
+    assert run.code == 0, run.text
+
+
+def test_expired_token_is_refused_with_the_fix(sandbox, wa_token, stored, cli, monkeypatch) -> None:
+    monkeypatch.setenv("WHATSAPP_ACCESS_TOKEN", "EAAGexpired" + "x" * 40)
+    run = cli("whatsapp-auth", "--phone-number-id", sandbox.credentials["phone_number_id"], "--base-url",
+              sandbox.url, "--conn-id", "wa_expired")
+    assert run.code == 1
+    assert "connection 'wa_expired'" in run.err and "Cloud API error 190" in run.err
+    assert "fix: the access token expired or was revoked: create a permanent system-user token" in run.err
+    assert "Nothing was written." in run.err
+    assert "EAAGexpired" not in run.text
+    assert db_connection("wa_expired") is None
+
+
+def test_wrong_phone_number_id_is_refused_with_the_fix(sandbox, wa_token, stored, cli) -> None:
+    run = cli("whatsapp-auth", "--phone-number-id", "919820012345", "--base-url", sandbox.url, "--conn-id", "wa_bad_id")
+    assert run.code == 1
+    assert "phone number 919820012345 not usable" in run.err and "Cloud API error 100" in run.err
+    assert "fix: extra.phone_number_id is wrong" in run.err and "not the number" in run.err
+    assert db_connection("wa_bad_id") is None
+
+
+def test_token_from_stdin_and_print_env(sandbox, wa_token, cli, monkeypatch) -> None:
+    monkeypatch.delenv("WHATSAPP_ACCESS_TOKEN")
+    run = cli("whatsapp-auth", "--phone-number-id", sandbox.credentials["phone_number_id"], "--base-url",
+              sandbox.url, "--print-env", stdin=wa_token + "\n")
+    assert run.code == 0, run.err
+    assert run.out.startswith("AIRFLOW_CONN_WHATSAPP_DEFAULT='{\"conn_type\":\"whatsapp\"")
+    assert wa_token not in run.err
+
+
+def test_no_token_at_all_is_a_clear_error(sandbox, cli, monkeypatch) -> None:
+    monkeypatch.delenv("WHATSAPP_ACCESS_TOKEN", raising=False)
+    run = cli("whatsapp-auth", "--phone-number-id", "1", "--print-env", stdin="")
+    assert run.code == 1
+    assert "set WHATSAPP_ACCESS_TOKEN or type it at the prompt (never on the command line)" in run.err
