@@ -62,24 +62,14 @@ def fetch_into_ledger(
     occasion = reminder_date(logical_date)
     # One paginated pass over the customers with overdue invoices, kept as just the numbers.
     contacts = {cid: _contact_numbers(c) for cid, c in hook.list_overdue_contacts().items()}
-    seen_ids: set[str] = set()
     missing: set[str] = set()
-    duplicates = 0
+    listed = 0
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-        for page in hook.iter_overdue_invoices():
-            for inv in page:
-                invoice_id = str(inv.get("invoice_id") or "")
-                if invoice_id in seen_ids:  # Zoho repeats rows across pages
-                    duplicates += 1
-                    continue
-                seen_ids.add(invoice_id)
-                if _needs_contact_lookup(inv, contacts):
-                    missing.add(str(inv.get("customer_id")))
-                spool.write(json.dumps(inv, default=str, ensure_ascii=False) + "\n")
-        listed = len(seen_ids)
-        del seen_ids
-        if duplicates:
-            log.info("Zoho listed %d invoice(s) twice; kept one copy of each", duplicates)
+        for inv in hook.iter_overdue_invoices():
+            listed += 1
+            if _needs_contact_lookup(inv, contacts):
+                missing.add(str(inv.get("customer_id")))
+            spool.write(json.dumps(inv, default=str, ensure_ascii=False) + "\n")
         log.info("Zoho lists %d overdue invoice(s) for organization %s", listed, org["organization_id"])
         for customer_id in sorted(missing):  # rare: a contact the Invoice.OverDue filter did not return
             contacts[customer_id] = _contact_numbers(hook.get_contact(customer_id))

@@ -383,24 +383,30 @@ class ZohoBooksHook(BaseHook):
 
     # -- receivables ------------------------------------------------------------------------
 
-    def iter_overdue_invoices(self) -> Iterator[list[dict[str, Any]]]:
-        """Overdue invoices a page (200) at a time, as Zoho lists them: may repeat a row across pages."""
-        return self.iter_pages("invoices", "invoices", {"status": "overdue", "sort_column": "due_date", "sort_order": "A"})
+    def iter_overdue_invoices(self) -> Iterator[dict[str, Any]]:
+        """Every overdue invoice once, streamed in Zoho's order (due date), 200 per request.
 
-    def list_overdue_invoices(self) -> list[dict[str, Any]]:
-        """Every overdue invoice, once each, oldest due date first."""
-        seen: dict[str, dict[str, Any]] = {}
+        Zoho has been seen listing a row twice across pages; the repeat is dropped here.
+        """
+        seen: set[str] = set()
         duplicates = 0
-        for rows in self.iter_overdue_invoices():
+        params = {"status": "overdue", "sort_column": "due_date", "sort_order": "A"}
+        for rows in self.iter_pages("invoices", "invoices", params):
             for row in rows:
                 invoice_id = str(row.get("invoice_id") or "")
                 if invoice_id in seen:
                     duplicates += 1
                     continue
-                seen[invoice_id] = row
+                seen.add(invoice_id)
+                yield row
         if duplicates:
             log.info("Zoho listed %d invoice(s) twice; kept one copy of each", duplicates)
-        return sorted(seen.values(), key=lambda r: (str(r.get("due_date") or ""), str(r.get("invoice_id"))))
+
+    def list_overdue_invoices(self) -> list[dict[str, Any]]:
+        """Every overdue invoice, once each, oldest due date first."""
+        return sorted(
+            self.iter_overdue_invoices(), key=lambda r: (str(r.get("due_date") or ""), str(r.get("invoice_id")))
+        )
 
     def list_overdue_contacts(self) -> dict[str, dict[str, Any]]:
         """Customers with an overdue invoice, keyed by ``contact_id``: one paginated pass."""
