@@ -3,6 +3,12 @@
 # zoho_books and whatsapp connection types and forms appear in the UI).
 #
 #   docker compose build            (or: docker build -t zoho-books-whatsapp-airflow:3.3.2 .)
+#
+# Only what production runs goes in: the DAGs, the plugin package and the WhatsApp template
+# configuration. Not the sandbox (include/sandbox serves its credentials over HTTP), the demo and
+# test tooling (include/demo.py, include/local_airflow.py), bench/, tests/, docs/ or scripts/:
+# .dockerignore keeps them out of the build context as well, and tests/deploy/test_compose_file.py
+# fails if a COPY line names them.
 ARG AIRFLOW_VERSION=3.3.2
 ARG PYTHON_VERSION=3.11
 FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
@@ -19,5 +25,5 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airf
 COPY --chown=airflow:0 pyproject.toml /opt/airflow/pyproject.toml
 COPY --chown=airflow:0 plugins /opt/airflow/plugins
 COPY --chown=airflow:0 dags /opt/airflow/dags
-COPY --chown=airflow:0 include /opt/airflow/include
+COPY --chown=airflow:0 include/templates /opt/airflow/include/templates
 RUN pip install --no-cache-dir --no-deps -e /opt/airflow

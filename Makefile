@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8765
 
-.PHONY: install test lint demo sandbox up audit bench services clean
+.PHONY: install test lint demo sandbox up audit bench services clean stack test-stack
 
 # The last step registers the project as an Airflow provider (connection forms in the UI);
 # the install is editable, so the code stays in plugins/ where Airflow loads it.
@@ -38,9 +38,18 @@ audit: install
 	AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/.airflow-demo} PYTHONPATH=plugins $(BIN)/python -m zoho_whatsapp.audit $(ARGS)
 
 # Throughput and API budget against the sandbox (~6 min); not part of `make test`.
-# One part only: make bench ARGS="--only sending" (parse, sending, zoho, scale, end_to_end).
+# One part only: make bench ARGS="--only sending" (parse, sending, zoho, scale, end_to_end, stack).
 bench: install
 	$(BIN)/python -m bench.run $(ARGS)
+
+# docker-compose.yaml's CeleryExecutor deployment as local processes (no Docker engine needed): PostgreSQL,
+# Redis, api-server, scheduler, dag-processor, triggerer, two Celery workers and the sandbox. Ctrl-C stops it.
+stack: install services
+	$(BIN)/python include/local_stack.py $(ARGS)
+
+# Faults on that stack (a worker killed mid-batch, the scheduler restarted, a backfill beside the daily run).
+test-stack: install services
+	ZW_STACK=1 $(BIN)/python -m pytest tests/stack -q $(ARGS)
 
 clean:
 	rm -rf $(VENV) .airflow-demo .pytest_cache .ruff_cache

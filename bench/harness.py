@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+_INCLUDE = Path(__file__).resolve().parents[1] / "include"
+if str(_INCLUDE) not in sys.path:
+    sys.path.insert(0, str(_INCLUDE))
+import local_airflow  # noqa: E402  (include/ is not on sys.path before the line above)
+
+REPO = local_airflow.REPO
 PYTHON = sys.executable
 
 
@@ -86,20 +91,8 @@ class Section:
 
 def base_env(airflow_home: Path) -> dict[str, str]:
     """Environment of a child that may import Airflow: its own home, our dags and plugins, no examples."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
-    airflow_home.mkdir(parents=True, exist_ok=True)
-    env.update(
-        {
-            "BENCH_CHILD_LOG": str(airflow_home / "bench-child.log"),
-            "AIRFLOW_HOME": str(airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-            "PYTHONPATH": os.pathsep.join(str(p) for p in (REPO / "plugins", REPO / "include", REPO)),
-        }
-    )
+    env = local_airflow.environment(airflow_home, logging_level="WARNING", drop=("AIRFLOW_CONN_", "AIRFLOW__"))
+    env["BENCH_CHILD_LOG"] = str(airflow_home / "bench-child.log")
     return env
 
 
@@ -119,9 +112,7 @@ def enter_child(env: dict[str, str]) -> None:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
-    for path in (REPO, REPO / "include", REPO / "plugins"):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
+    local_airflow.add_source_paths()
     import logging
 
     logging.getLogger().setLevel(logging.WARNING)
@@ -264,7 +255,7 @@ class SandboxProcess:
 
     def connection_env(self) -> dict[str, str]:
         """``AIRFLOW_CONN_*`` variables for the Zoho and WhatsApp connections."""
-        return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(conn) for cid, conn in self.connections().items()}
+        return local_airflow.connection_env(self.connections())
 
     def messages(self) -> list[dict[str, Any]]:
         return self.get("/messages")["messages"]
@@ -287,32 +278,22 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
 
 def migrate_airflow_db(env: dict[str, str]) -> None:
     """``airflow db migrate`` in the child's AIRFLOW_HOME (dag.test needs a metadata DB)."""
-    airflow = Path(PYTHON).with_name("airflow")
-    subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True, timeout=600)
+    local_airflow.migrate_db(env)
 
 
 def ledger_env(path: Path, url: str | None = None) -> dict[str, str]:
     """The ledger connection: a SQLite file (the embedded default), or any SQLAlchemy ``url``."""
-    conn = {"conn_type": "postgres", "extra": {"sqlalchemy_url": url}} if url else {"conn_type": "sqlite", "host": str(path)}
-    return {"AIRFLOW_CONN_REMINDER_LEDGER_DEFAULT": json.dumps(conn)}
+    if url:
+        return local_airflow.connection_env(
+            {local_airflow.LEDGER_CONN_ID: {"conn_type": "postgres", "extra": {"sqlalchemy_url": url}}})
+    return local_airflow.connection_env(local_airflow.sqlite_ledger(path))
 
 
 @contextmanager
 def scratch_postgres(admin_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database on the server of ``admin_url`` for one benchmark; dropped afterwards."""
-    import sqlalchemy as sa
-
-    name = f"zw_bench_{os.getpid()}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with local_airflow.scratch_postgres(admin_url, f"zw_bench_{os.getpid()}") as url:
+        yield url
 
 
 def peak_rss_mb() -> float:

@@ -28,9 +28,11 @@ HEAVY = (
     "zoho_whatsapp.ledger.ledger",
     "zoho_whatsapp.rules",
     "zoho_whatsapp.reminder_run",
+    "zoho_whatsapp.pipeline",
     "zoho_whatsapp.whatsapp.batch",
     "zoho_whatsapp.alerts",
     "zoho_whatsapp.webhooks.app",
+    "zoho_whatsapp.webhooks.inbox",
 )
 DAGBAG_TARGET_S = 2.0  # per folder; Airflow kills a file's parse after dagbag_import_timeout (30 s)
 

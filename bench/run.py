@@ -2,6 +2,7 @@
 
     python -m bench.run                      # everything, full sizes (~6 minutes on 2 cores)
     python -m bench.run --only sending,zoho  # some sections
+    python -m bench.run --only stack         # the CeleryExecutor stack (include/local_stack.py), ~6 minutes
     python -m bench.run --smoke              # tiny sizes: checks the code path, not the figures
 
 Prints one table (figure, value, target, value/target) and writes the same as JSON to
@@ -26,7 +27,7 @@ from typing import Any
 from bench.harness import REPO, Section, scratch_dir, scratch_postgres
 
 RESULTS = REPO / "bench" / "results"
-SECTIONS = ("parse", "sending", "zoho", "scale", "end_to_end")
+SECTIONS = ("parse", "sending", "zoho", "scale", "end_to_end", "stack")
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,13 @@ class Sizes:
     scale_invoices: int = 50_000
     e2e_invoices: int = 5000
     e2e_dry_run: bool = False  # the smoke test: Meta's 6 s pair spacing would make a real send slow
+    stack_invoices: int = 5000  # the CeleryExecutor stack (bench/stack.py): 2,000 customers
+    stack_events: int = 30  # webhooks timed alone, and as many while the reminders send
 
 
 FULL = Sizes()
 SMOKE = Sizes(send_messages=120, sequential_sample=5, latency_ms=20, cap=80, scale_invoices=300, e2e_invoices=60,
-              e2e_dry_run=True)
+              e2e_dry_run=True, stack_invoices=200, stack_events=3)
 
 
 def run(sections: tuple[str, ...] = SECTIONS, sizes: Sizes = FULL, *, work: Path | None = None,
@@ -70,6 +73,11 @@ def run(sections: tuple[str, ...] = SECTIONS, sizes: Sizes = FULL, *, work: Path
             dry_run=sizes.e2e_dry_run) if s.name in sections]))
     if "scale" in sections:
         steps.append(("scale", lambda base: [scale.run(base, invoices=sizes.scale_invoices)]))
+    if "stack" in sections:
+        from bench import stack
+
+        steps.append(("stack", lambda base: [stack.run(base, invoices=sizes.stack_invoices, cap=sizes.cap,
+                                                       latency_ms=sizes.latency_ms, events=sizes.stack_events)]))
     done: list[Section] = []
     with scratch_dir("zw-bench-") as tmp:
         for label, step in steps:

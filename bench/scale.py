@@ -40,7 +40,7 @@ def fetch_task() -> dict[str, Any]:
 def plan_task(fetched: dict[str, Any]) -> dict[str, Any]:
     """(child) The plan_reminders task's body, with the DAG's own params and limits."""
     from bench import reminder_dag
-    from zoho_whatsapp.reminder_run import plan_batches
+    from zoho_whatsapp.reminder_run import plan_batches, run_key
 
     settings = reminder_dag.send_settings()
     started = time.perf_counter()
@@ -50,8 +50,7 @@ def plan_task(fetched: dict[str, Any]) -> dict[str, Any]:
     from zoho_whatsapp.ledger import SendLedger
 
     ledger = SendLedger.from_connection("reminder_ledger_default")
-    account = ledger.account(organization_id=fetched["organization_id"], kind="payment_reminder",
-                             occasion=fetched["occasion"])
+    account = ledger.account(run_key(fetched))
     ledger.dispose()
     return {"batches": len(refs), "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "account": account,
             "batch_size_param": settings["params"].get("batch_size")}

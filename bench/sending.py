@@ -49,13 +49,15 @@ def synthetic_invoices(n: int) -> list[dict[str, Any]]:
 def prepare(n: int, messages_per_second: float) -> dict[str, Any]:
     """(child) Record ``n`` invoices, plan them as the DAG would; return the batch refs and DAG settings."""
     from bench import reminder_dag
-    from zoho_whatsapp.ledger import RunInfo, SendLedger
+    from zoho_whatsapp.ledger import RunInfo, SendKey, SendLedger
     from zoho_whatsapp.reminder_run import plan_batches
+    from zoho_whatsapp.rules.reminders import overdue_record
+    from zoho_whatsapp.zoho.contacts import contact_numbers
 
     settings = reminder_dag.send_settings()
     ledger = SendLedger.from_connection("reminder_ledger_default")
-    ledger.record_fetched(organization_id=ORG, kind=KIND, occasion=OCCASION, invoices=synthetic_invoices(n),
-                          run=RunInfo(dag_id=reminder_dag.DAG_ID, run_id=RUN_ID))
+    records = (overdue_record(inv, contact_numbers(inv.pop("_contact")), "IN") for inv in synthetic_invoices(n))
+    ledger.record_fetched(SendKey(ORG, KIND, OCCASION), records, RunInfo(dag_id=reminder_dag.DAG_ID, run_id=RUN_ID))
     ledger.dispose()
     params = {**settings["params"], "messages_per_second": messages_per_second}
     fetched = {"organization_id": ORG, "occasion": OCCASION, "country_code": "IN", "overdue_invoices": n}
@@ -97,7 +99,7 @@ def send_worker(env: dict[str, str], settings: dict[str, Any], params: dict[str,
     from airflow.sdk.bases.operator import ExecutorSafeguard
 
     import zoho_whatsapp.ledger.ledger  # noqa: F401  (what execute() imports, loaded before the clock starts)
-    import zoho_whatsapp.whatsapp.batch  # noqa: F401
+    import zoho_whatsapp.pipeline  # noqa: F401
     from zoho_whatsapp.whatsapp.operator import WhatsAppOperator
 
     runner = {f"{WhatsAppOperator.__name__}__sentinel": ExecutorSafeguard.sentinel_value}  # as the Task Runner calls it

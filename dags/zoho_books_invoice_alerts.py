@@ -1,4 +1,25 @@
-"""Instant WhatsApp alerts when a Zoho Books invoice is created or a customer payment is received."""
+"""Instant WhatsApp alerts when a Zoho Books invoice is created or a customer payment is received.
+
+A Zoho Books workflow rule POSTs a notification to this deployment's webhook endpoint
+(`/zoho-books/webhooks/invoices`, `/zoho-books/webhooks/payments`, served by the `zoho_whatsapp`
+plugin on the API server), which checks the shared secret and stores the event once in the inbox. The
+triggerer turns each stored event into an event of the asset `zoho_books_webhook_events`, which starts
+a run of this DAG within seconds; `send_alert` has one instance per event, named after it.
+
+> Dear Priya Textiles, Invoice INV-000142 for ₹48,500.00 has been issued and is due on 7 July 2026. Thank you for your business.
+
+**The webhook only says that something happened.** The invoice, its customer, the amounts, the balance
+and the mobile are read from Zoho Books right before the send; an event naming nothing in the connected
+organization is skipped (`not_in_zoho`). **Exactly once**: one message per invoice created and per
+payment received, however often Zoho delivers the event; clearing or retrying `send_alert` never sends
+twice. Triggered by hand, the run handles the `event_ids` param, or else every pending event.
+
+Connections: `zoho_books_default`, `whatsapp_default`, `reminder_ledger_default` (inbox and ledger),
+`zoho_books_webhook` (the shared secret; read by the API server only).
+
+In the repository: `docs/webhooks.md` (Zoho set-up, endpoint answers), `docs/security.md`,
+`docs/exactly-once.md`, `docs/troubleshooting.md`.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +27,6 @@ import pendulum
 from airflow.sdk import Asset, AssetWatcher, Param, dag, task
 
 from zoho_whatsapp.webhooks.trigger import WebhookInboxTrigger
-
-DOC = """
-### Zoho Books instant alerts on WhatsApp
-
-A Zoho Books workflow rule POSTs each new invoice or customer payment to this deployment's
-webhook endpoint (`/zoho-books/webhooks/invoices`, `/zoho-books/webhooks/payments`, served by the
-`zoho_whatsapp` plugin on the API server). The endpoint checks the shared secret, validates the
-body and stores the event, once, in the webhook inbox of the send ledger. The triggerer watches the
-inbox (`WebhookInboxTrigger`) and each stored event becomes an event of the asset
-`zoho_books_webhook_events`, which starts a run of this DAG within a second or two.
-
-| task | what it does |
-| --- | --- |
-| `take_events` | the inbox events this run handles: those named by its asset events; when triggered by hand, the `event_ids` param or else every pending event |
-| `send_alert` | one mapped instance per event, named after it: live Zoho lookups (missing mobile → the contact; payments → the invoice's **current** balance), plan, claim, send, settle; marks the event handled |
-
-> Dear Priya Textiles, Invoice INV-000142 for ₹48,500.00 has been issued and is due on 7 July 2026. Thank you for your business.
->
-> Dear Priya Textiles, we have received ₹20,000.00 against Invoice INV-000142. Balance due: ₹28,500.00. Thank you!
-
-**Exactly once**: the inbox keeps one row per event however often Zoho delivers it, and the send
-ledger keeps one message per (organization, invoice, kind, occasion) — the occasion is the invoice
-id for `invoice_created` and the payment id for `payment_received` — claimed before it is sent.
-Clearing or retrying a `send_alert` instance never sends twice; a message whose outcome is unknown
-(timeout after the request left) is recorded, not resent.
-
-Connections: `zoho_books_default`, `whatsapp_default`, `reminder_ledger_default` (inbox and
-ledger), and `zoho_books_webhook` (password = the shared secret; used by the API server only).
-"""
 
 WEBHOOK_EVENTS = Asset(
     name="zoho_books_webhook_events",
@@ -50,7 +42,7 @@ WEBHOOK_EVENTS = Asset(
     catchup=False,
     max_active_runs=8,
     tags=["zoho-books", "whatsapp", "receivables", "webhooks"],
-    doc_md=DOC,
+    doc_md=__doc__,
     default_args={
         # Ahead of queued reminder batches when the executor is busy: an alert is meant to be instant.
         "priority_weight": 100,
@@ -68,6 +60,10 @@ WEBHOOK_EVENTS = Asset(
         "messages_per_second": Param(
             20, type="number", exclusiveMinimum=0, maximum=1000, description="Send rate cap for one event's messages."
         ),
+        "max_alerts_per_recipient_per_hour": Param(
+            5, type="integer", minimum=1, maximum=100,
+            description="Most alerts one number receives in a rolling hour; more are skipped (recipient_hourly_cap).",
+        ),
     },
 )
 def zoho_books_invoice_alerts() -> None:
@@ -83,15 +79,15 @@ def zoho_books_invoice_alerts() -> None:
 
     @task(map_index_template="{{ alert_event }}", max_active_tis_per_dagrun=4)
     def send_alert(event: dict, params=None, ti=None) -> dict:  # noqa: ANN001
-        """One event: live lookups, plan, send through the ledger, mark the event handled."""
+        """One event: read its records from Zoho, send through the ledger, mark the event handled."""
         from airflow.sdk import get_current_context
 
         from zoho_whatsapp.alerts import handle_event
         from zoho_whatsapp.ledger import RunInfo
 
         get_current_context()["alert_event"] = f"#{event['event_id']} {event['event_key']}"
-        run = RunInfo(dag_id=ti.dag_id, run_id=ti.run_id, map_index=ti.map_index, try_number=ti.try_number)
-        return handle_event(event, run=run, messages_per_second=float(params["messages_per_second"]))
+        return handle_event(event, run=RunInfo.of(ti), messages_per_second=float(params["messages_per_second"]),
+                            max_per_recipient_hour=int(params["max_alerts_per_recipient_per_hour"]))
 
     send_alert.expand(event=take_events())
 

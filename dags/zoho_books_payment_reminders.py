@@ -1,4 +1,21 @@
-"""Every morning at 09:00 India time, remind customers of their overdue Zoho Books invoices on WhatsApp."""
+"""Every morning at 09:00 India time, remind customers of their overdue Zoho Books invoices on WhatsApp.
+
+At 09:00 Asia/Kolkata this DAG lists every **overdue invoice** in Zoho Books, reads each customer's
+mobile from Zoho, and sends the approved WhatsApp utility template (`payment_reminder` by default):
+
+> Dear Rajesh Enterprises, Invoice INV-000138 for ₹22,000.00 was due on 20 June 2026. Kindly arrange payment.
+
+**Safe to clear, retry and backfill.** The send ledger (connection `reminder_ledger_default`) never lets
+a message go out twice, and an invoice is not reminded again within `min_days_between_reminders` days.
+A message whose outcome is unknown (a timeout after the request left) is recorded, not resent: check it
+(`make audit ARGS="--status unknown"`), then trigger the date with `{"resend_unknown": true}`. To see
+what a run would send, trigger it with `{"dry_run": true}`; `account_for_every_invoice` returns the summary.
+
+Connections: `zoho_books_default`, `whatsapp_default`, `reminder_ledger_default`.
+
+In the repository: `README.md` (tasks and params), `docs/operations.md` (backfill, retry, audit),
+`docs/exactly-once.md`, `docs/configuration.md`, `docs/troubleshooting.md`.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +23,6 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from zoho_whatsapp.whatsapp.operator import WhatsAppOperator
-
-DOC = """
-### Zoho Books payment reminders on WhatsApp
-
-At 09:00 Asia/Kolkata this DAG asks Zoho Books for every **overdue invoice**, finds each customer's
-mobile number, and sends the approved WhatsApp utility template (`payment_reminder` by default):
-
-> Dear Rajesh Enterprises, Invoice INV-000138 for ₹22,000.00 was due on 20 June 2026. Kindly arrange payment.
-
-| task | what it does |
-| --- | --- |
-| `refresh_zoho_token` | makes sure the shared, cached Zoho access token is valid (no new token if it is) and resolves the organization |
-| `fetch_overdue_invoices` | all pages of overdue invoices + one paginated pass over their customers' contacts; writes them to the send ledger |
-| `plan_reminders` | phone numbers, amounts and template parameters; skips with a reason (no_mobile, invalid_mobile, not_mobile, zero_balance, cadence...) |
-| `send_reminders` | one mapped task per batch; each message is claimed in the ledger before it is sent and settled after |
-| `account_for_every_invoice` | sent / skipped / failed / unknown for every overdue invoice; fails the run if any is unaccounted for |
-
-**Safe to clear, retry and backfill**: the ledger (connection `reminder_ledger_default`) never lets a
-message go out twice, and an invoice is not reminded again within `min_days_between_reminders` days.
-A message whose outcome is unknown (timeout after the request left) is recorded, not resent: check it,
-then trigger with `resend_unknown`.
-
-Connections: `zoho_books_default`, `whatsapp_default`, `reminder_ledger_default` (optional: SQLite under
-AIRFLOW_HOME by default).
-"""
 
 # Send tasks running at once across every run of this DAG (backfills included); each sends at
 # messages_per_second / MAX_PARALLEL_BATCHES, so together they never exceed the number's cap.
@@ -46,7 +38,7 @@ MAX_BATCHES = 1000  # stays under Airflow's default max_map_length of 1024
     catchup=False,
     max_active_runs=1,
     tags=["zoho-books", "whatsapp", "receivables"],
-    doc_md=DOC,
+    doc_md=__doc__,
     render_template_as_native_obj=True,
     default_args={
         "retries": 2,
@@ -79,17 +71,9 @@ def zoho_books_payment_reminders() -> None:
     @task(multiple_outputs=False)
     def refresh_zoho_token() -> dict:
         """Make sure a valid token is cached for the run, and resolve the organization."""
-        from zoho_whatsapp.zoho import ZohoBooksHook
+        from zoho_whatsapp.reminder_run import organization
 
-        hook = ZohoBooksHook()
-        hook.get_access_token(min_validity=30 * 60)
-        org = hook.get_organization()
-        return {
-            "organization_id": org.organization_id,
-            "name": org.name,
-            "country_code": org.country_code,
-            "currency_code": org.currency_code,
-        }
+        return organization()
 
     @task(multiple_outputs=False)
     def fetch_overdue_invoices(org: dict, logical_date=None, dag_run=None, ti=None) -> dict:  # noqa: ANN001

@@ -8,49 +8,34 @@ Starts the sandbox on loopback, points the three Airflow connections at it, runs
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import local_airflow
+
+REPO = local_airflow.REPO
 HOME = REPO / ".airflow-demo"
 DAG_ID = "zoho_books_payment_reminders"
-
-
-def airflow_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
-    env.update(
-        {
-            "AIRFLOW_HOME": str(HOME),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO / "include")]),
-        }
-    )
-    env.update(extra)
-    return env
 
 
 def run_dag_once(dag_id: str, logical_date: str, conf: str) -> None:
     """Child-process mode: one ``dag.test()`` run (Airflow must be configured by the environment)."""
     import pendulum
-    from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    if bag.import_errors:
-        raise SystemExit(f"DAG import errors: {bag.import_errors}")
-    dag = bag.get_dag(dag_id)
+    try:
+        dag = local_airflow.load_dag(dag_id)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
     run = dag.test(logical_date=pendulum.parse(logical_date), run_conf=json.loads(conf))
     print(f"DAG RUN STATE: {run.state}")
     raise SystemExit(0 if str(run.state) == "success" else 1)
 
 
 def main() -> int:
-    sys.path[:0] = [str(REPO / "plugins"), str(REPO / "include")]
+    local_airflow.add_source_paths()
     from sandbox import Sandbox
 
     HOME.mkdir(exist_ok=True)
@@ -59,13 +44,12 @@ def main() -> int:
     started = time.monotonic()
     sb = Sandbox(host="127.0.0.1", port=0, seed=42).start()
     print(f"sandbox (Zoho OAuth + Zoho Books + WhatsApp Cloud API) listening on {sb.url}")
-    conns = {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(c) for cid, c in sb.connections().items()}
-    conns["AIRFLOW_CONN_REMINDER_LEDGER_DEFAULT"] = json.dumps({"conn_type": "sqlite", "host": str(ledger_path)})
-    env = airflow_env(conns)
+    connections = {**sb.connections(), **local_airflow.sqlite_ledger(ledger_path)}
+    env = local_airflow.environment(HOME, extra=local_airflow.connection_env(connections))
     log_path = HOME / "dag-run.log"
     try:
         with log_path.open("w") as log:
-            subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, stdout=log, stderr=log, check=True)
+            local_airflow.migrate_db(env, log=log)
             import pendulum
 
             when = pendulum.now("Asia/Kolkata").replace(hour=9, minute=0, second=0, microsecond=0)

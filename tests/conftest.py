@@ -8,35 +8,24 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-for _path in (REPO / "plugins", REPO / "include", REPO):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+if str(REPO / "include") not in sys.path:
+    sys.path.insert(0, str(REPO / "include"))
+import local_airflow  # noqa: E402  (include/ is not on sys.path before the line above)
 
 # Importing this file again as ``tests.conftest`` (for its helpers) must not move AIRFLOW_HOME.
 _HOME = Path(os.environ.get("ZW_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="zw-airflow-home-"))
 os.environ["ZW_TEST_AIRFLOW_HOME"] = str(_HOME)
-os.environ.update(
-    {
-        "AIRFLOW_HOME": str(_HOME),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-    }
-)
-for _key in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
-    del os.environ[_key]
+local_airflow.configure_this_process(_HOME, logging_level="INFO")
 
 # A database of its own per test session, so that parallel sessions never drop each other's tables.
 POSTGRES_ADMIN_URL = os.environ.get("ZW_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
@@ -45,17 +34,15 @@ POSTGRES_ADMIN_URL = os.environ.get("ZW_TEST_POSTGRES_URL", "postgresql+psycopg2
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated SQLite metadata DB in the session's AIRFLOW_HOME (dag.test needs one)."""
-    airflow = Path(sys.executable).with_name("airflow")
-    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    local_airflow.migrate_db(os.environ)
     return _HOME
 
 
 def _set_conn(conn_id: str, value: dict[str, Any] | None) -> None:
-    key = f"AIRFLOW_CONN_{conn_id.upper()}"
     if value is None:
-        os.environ.pop(key, None)
+        os.environ.pop(f"AIRFLOW_CONN_{conn_id.upper()}", None)
     else:
-        os.environ[key] = json.dumps(value)
+        os.environ.update(local_airflow.connection_env({conn_id: value}))
 
 
 @pytest.fixture
@@ -82,12 +69,20 @@ def _forget_cached_tokens() -> None:
         pass
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sandbox(**settings): the test's Sandbox arguments, e.g. invoices=20")
+
+
 @pytest.fixture
-def sandbox(set_connection: Any) -> Iterator[Any]:
-    """A fresh sandbox on a free loopback port, with the Zoho and WhatsApp connections pointing at it."""
+def sandbox(request: pytest.FixtureRequest, set_connection: Any) -> Iterator[Any]:
+    """A fresh sandbox on a free loopback port, with the Zoho and WhatsApp connections pointing at it.
+
+    ``@pytest.mark.sandbox(invoices=20)`` changes its arguments (seed 42 and 320 invoices by default).
+    """
     from sandbox import Sandbox
 
-    sb = Sandbox(host="127.0.0.1", port=0, seed=42).start()
+    marker = request.node.get_closest_marker("sandbox")
+    sb = Sandbox(host="127.0.0.1", port=0, **{"seed": 42, **(marker.kwargs if marker else {})}).start()
     for conn_id, conn in sb.connections().items():
         set_connection(conn_id, conn)
     _forget_cached_tokens()
@@ -101,24 +96,12 @@ def sandbox(set_connection: Any) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str | None]:
     """URL of a fresh PostgreSQL database for this session, or None when no server answers."""
-    import sqlalchemy as sa
-
-    name = f"zw_test_{os.getpid()}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except Exception:
-        admin.dispose()
-        yield None
-        return
-    try:
-        yield sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(local_airflow.scratch_postgres(POSTGRES_ADMIN_URL, f"zw_test_{os.getpid()}"))
+        except Exception:  # no server (or no rights): the PostgreSQL half of the ledger tests is skipped
+            url = None
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -172,11 +155,8 @@ def run_dag(airflow_db: Path) -> Any:
 
     def _run(dag_id: str, logical_date: Any = None, conf: dict[str, Any] | None = None) -> dict[str, Any]:
         import pendulum
-        from airflow.dag_processing.dagbag import DagBag
 
-        bag = DagBag(dag_folder=str(REPO / "dags"))
-        assert bag.import_errors == {}, bag.import_errors
-        dag = bag.get_dag(dag_id)
+        dag = local_airflow.load_dag(dag_id)
         when = logical_date or pendulum.now("Asia/Kolkata").replace(hour=9, minute=0, second=0, microsecond=0)
         # dag.test() runs mapped batches one after another, so give each batch the whole rate.
         dr = dag.test(logical_date=when, run_conf={"messages_per_second": 200, **(conf or {})})

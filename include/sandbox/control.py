@@ -19,6 +19,7 @@ POST /_sandbox/zoho/payments  {"invoice_id", "amount"?, "date"?, "payment_mode"?
 POST /_sandbox/zoho/organizations  {"name"?} | {"count": n}     {"organization":{...}} | {"organizations":[...]}
 POST /_sandbox/whatsapp/status-webhook  {"wamid", "status", "error_code"?}  {"body", "headers"}
 POST /_sandbox/whatsapp/inbound-webhook {"from", "text", "name"?}             {"body", "headers"}
+GET  /_sandbox/whatsapp/callbacks           {"callbacks":[...], "webhook_extras":{...}}  (set callback_url via /faults)
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def _route(sb: Sandbox, method: str, path: str, body: dict[str, Any], req: Reque
             return _ok({"requests": sb.requests(req.query.get("service") or None)})
         if path == "/faults":
             return _ok({"faults": sb.get_faults()})
+        if path == "/whatsapp/callbacks":
+            return _ok({"callbacks": sb.callback_log(), "webhook_extras": sb.webhook_extras()})
         if path == "/zoho/overdue-invoices":
             return _ok({"invoices": sb.overdue_invoices()})
         m = _COMMENTS.fullmatch(path)

@@ -53,6 +53,16 @@ DEFAULTS: dict[str, Any] = {
     "whatsapp_drop_after_accept": 0,  # counted: record, then close the socket with no answer
     "whatsapp_hang_after": None,  # after K accepted sends, delay every answer ...
     "whatsapp_hang_seconds": 30.0,  # ... by this many seconds (message is recorded first)
+    # --- WhatsApp webhooks to a receiver (see callbacks.py); off while callback_url is None ---------
+    "callback_url": None,  # where Meta-style signed webhooks are POSTed, e.g. http://127.0.0.1:8080/whatsapp/webhook
+    "callback_delay_ms": 100,  # after the message is accepted
+    "callback_read_percent": 50,  # of delivered messages, also read
+    "callback_failed_percent": 5,  # of numbers (chosen by the seed): every message fails asynchronously
+    "callback_failed_code": 131026,  # "not on WhatsApp"
+    "callback_duplicate_percent": 10,  # of messages, one status POSTed twice
+    "callback_reorder_percent": 20,  # of messages, statuses POSTed in reverse order
+    "callback_replies": [{"after": 2, "text": "paid yesterday"}, {"after": 5, "text": "STOP"}],
+    "callback_retries": 3,  # a POST not answered 2xx is tried again this often
 }
 
 COUNTED = frozenset(
@@ -175,6 +185,13 @@ class Faults:
                     raise ValueError(f"unknown whatsapp_errors keys: {sorted(extra)}")
                 rule["code"] = int(rule["code"])
             out["whatsapp_errors"] = rules
+        replies = out.get("callback_replies")
+        if replies is not None:
+            if not isinstance(replies, list) or not all(
+                isinstance(r, dict) and set(r) == {"after", "text"} and isinstance(r["text"], str) for r in replies
+            ):
+                raise ValueError('callback_replies must be a list of {"after": n, "text": "..."} objects')
+            out["callback_replies"] = [{"after": int(r["after"]), "text": r["text"]} for r in replies]
         for name in COUNTED:
             if name in out:
                 value = out[name]

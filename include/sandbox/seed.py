@@ -12,6 +12,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from .stage_templates import STAGE_TEMPLATES
+
 IST = "+0530"
 ORG_NAME = "Sharma Traders Pvt Ltd"
 INR_ID = "982000000000064"
@@ -57,6 +59,9 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         ),
     },
 }
+
+# The reminder-stage templates are approved too (a WABA holds them whatever the data).
+TEMPLATES.update(STAGE_TEMPLATES)
 
 # --- name parts ------------------------------------------------------------------------
 _FIRST = (

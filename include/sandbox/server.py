@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import ipaddress
 import re
 import socket
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import seed
+from .callbacks import Callbacks
 from .control import handle_control
 from .faults import Faults
 from .store import Store
@@ -63,6 +65,12 @@ def connections_for(url: str, creds: dict[str, str]) -> dict[str, dict[str, Any]
             },
         },
     }
+
+
+def webhook_extras_for(creds: dict[str, str]) -> dict[str, str]:
+    """``app_secret`` signs the callbacks; ``verify_token`` answers Meta's GET handshake (derived, stable per seed)."""
+    verify = hashlib.sha256(f"verify_token:{creds['webhook_secret']}".encode()).hexdigest()[:40]
+    return {"app_secret": creds["webhook_secret"], "verify_token": verify}
 
 
 def base_url(host: str, port: int) -> str:
@@ -143,7 +151,8 @@ class Sandbox:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, seed: int = 42, invoices: int = 320,
-                 organizations: int = 1, verbose: bool = False, **settings: Any) -> None:
+                 organizations: int = 1, verbose: bool = False, scenario: str | None = None,
+                 **settings: Any) -> None:
         if not is_loopback(host):
             raise ValueError(f"refusing to bind the sandbox to non-loopback host {host!r}")
         self.host = host
@@ -151,6 +160,7 @@ class Sandbox:
         self.seed = int(seed)
         self.n_invoices = int(invoices)
         self.n_organizations = max(1, int(organizations))
+        self.scenario = scenario  # e.g. "collections": extra data on top of the seed (scenarios.py)
         self.verbose = verbose
         self.credentials: dict[str, str] = seed_credentials(self.seed)
         self.faults_state = Faults(**settings)
@@ -165,6 +175,8 @@ class Sandbox:
         self.books = ZohoBooks(self.store, self.oauth, self.faults_state, self.wake)
         self.whatsapp = WhatsApp(self.faults_state, creds["whatsapp_token"], creds["phone_number_id"],
                                  creds["webhook_secret"], self.wake)
+        self.callbacks = Callbacks(self.faults_state, self.whatsapp, self.seed)
+        self.whatsapp.on_accept = self.callbacks.on_accepted
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         if self.port:
@@ -187,6 +199,7 @@ class Sandbox:
     def stop(self) -> None:
         """Stop serving; requests hanging on purpose are released."""
         self.wake.set()
+        self.callbacks.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -217,6 +230,14 @@ class Sandbox:
     def connections(self) -> dict[str, dict[str, Any]]:
         return connections_for(self.url, self.credentials)
 
+    def webhook_extras(self) -> dict[str, str]:
+        """The ``whatsapp_default`` extras a webhook receiver needs to check this sandbox's callbacks."""
+        return webhook_extras_for(self.credentials)
+
+    def callback_log(self) -> list[dict[str, Any]]:
+        """Every webhook POSTed (or queued) to ``callback_url``, with its attempts (see ``callbacks.py``)."""
+        return self.callbacks.log()
+
     # ------------------------------------------------------------------ faults / reset
     def set_faults(self, **kw: Any) -> dict[str, Any]:
         """Switch faults/settings on (names: ``sandbox.faults.DEFAULTS``); returns all current values."""
@@ -234,13 +255,15 @@ class Sandbox:
             return
         self.oauth.reset()
         self.whatsapp.reset()
+        self.callbacks.reset()
         with self._log_lock:
             self._log.clear()
         self.store = self._new_store()
         self.books.store = self.store
 
     def _new_store(self) -> Store:
-        return Store(self.seed, self.n_invoices, self.n_organizations, self.credentials["organization_id"])
+        return Store(self.seed, self.n_invoices, self.n_organizations, self.credentials["organization_id"],
+                     scenario=self.scenario)
 
     # ------------------------------------------------------------------ inspection
     def messages(self) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from . import seed
+from . import scenarios, seed
 
 IST_TZ = timezone(timedelta(hours=5, minutes=30))
 
@@ -91,11 +91,14 @@ def due_days(inv: dict[str, Any], today: date) -> str:
 class Store:
     """All Zoho Books data of the sandbox.  Public methods are thread-safe."""
 
-    def __init__(self, seed_value: int, invoices: int, organizations: int, org_id: str) -> None:
+    def __init__(self, seed_value: int, invoices: int, organizations: int, org_id: str,
+                 scenario: str | None = None) -> None:
         self.lock = threading.RLock()
         self.seed = seed_value
         self.today = today_ist()
         data = seed.build(seed_value, invoices, self.today, org_id)
+        if scenario:
+            data = scenarios.apply(scenario, data, self.today, org_id)
         self.organizations: list[dict[str, Any]] = [seed.make_organization(org_id, seed.ORG_NAME, default=True)]
         self.contacts: dict[str, dict[str, Any]] = {c["contact_id"]: c for c in data["contacts"]}
         self.invoices: dict[str, dict[str, Any]] = {i["invoice_id"]: i for i in data["invoices"]}
@@ -156,9 +159,9 @@ class Store:
             "is_emailed": inv["is_emailed"],
             "reminders_sent": inv["reminders_sent"],
             "last_reminder_sent_date": inv["last_reminder_sent_date"],
-            "payment_expected_date": "",
+            "payment_expected_date": inv.get("payment_expected_date", ""),
             "last_payment_date": inv["last_payment_date"],
-            "custom_fields": [],
+            "custom_fields": [dict(f) for f in inv.get("custom_fields", ())],
             "documents": "",
             "salesperson_id": "",
             "salesperson_name": inv["salesperson_name"],
@@ -242,7 +245,7 @@ class Store:
                 "sub_total": money(sub_total),
                 "tax_total": money(tax_total),
                 "taxes": [] if usd else [{"tax_name": "IGST18 (18%)", "tax_amount": money(tax_total)}],
-                "payment_reminder_enabled": True,
+                "payment_reminder_enabled": inv.get("payment_reminder_enabled", True),
                 "payment_made": money(paid),
                 "credits_applied": 0.0,
                 "tax_amount_withheld": 0.0,
@@ -321,7 +324,7 @@ class Store:
                 "tax_treatment": c["gst_treatment"],
                 "primary_contact_id": c["contact_persons"][0]["contact_person_id"],
                 "currency_symbol": c["currency_symbol"],
-                "payment_reminder_enabled": True,
+                "payment_reminder_enabled": c.get("payment_reminder_enabled", True),
                 "custom_fields": [],
                 "billing_address": dict(c["billing_address"]),
                 "shipping_address": dict(c["shipping_address"]),
@@ -505,7 +508,8 @@ class Store:
     def patch_invoice(self, invoice_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Apply a test's patch (e.g. ``{"balance": 0, "status": "paid"}``); returns the list row."""
         allowed = {"status", "balance", "total", "due_date", "date", "customer_name", "reminders_sent",
-                   "last_reminder_sent_date", "reference_number", "currency_code"}
+                   "last_reminder_sent_date", "reference_number", "currency_code", "payment_expected_date",
+                   "payment_reminder_enabled", "custom_fields"}
         bad = set(patch) - allowed
         if bad:
             raise ValueError(f"cannot patch field(s): {sorted(bad)}")
@@ -526,7 +530,8 @@ class Store:
 
     def patch_contact(self, contact_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Patch a contact: top-level fields, and ``mobile``/``phone`` also on the primary person."""
-        allowed = {"mobile", "phone", "email", "status", "contact_name", "is_whatsapp_enabled"}
+        allowed = {"mobile", "phone", "email", "status", "contact_name", "is_whatsapp_enabled",
+                   "payment_reminder_enabled"}
         bad = set(patch) - allowed
         if bad:
             raise ValueError(f"cannot patch field(s): {sorted(bad)}")

@@ -129,6 +129,7 @@ class WhatsApp:
         self.wake = wake
         self.templates = TEMPLATES
         self.lock = threading.Lock()
+        self.on_accept: Any = None  # called with each accepted message's record (the webhook callbacks)
         self.reset()
 
     def reset(self) -> None:
@@ -237,6 +238,8 @@ class WhatsApp:
                 if not self.faults.get("whatsapp_5xx_accepted"):
                     return gateway
             record = self._record(parsed, now)
+        if self.on_accept is not None:  # accepted, whatever the answer says: Meta reports on it
+            self.on_accept(record)
         if five:
             return gateway
         if self.faults.take("whatsapp_drop_after_accept"):
@@ -393,17 +396,22 @@ class WhatsApp:
                 "entry": [{"id": WABA_ID, "changes": [{"value": value, "field": "messages"}]}]}
 
     def status_webhook(self, wamid: str, status: str = "delivered",
-                       error_code: int | None = None) -> tuple[bytes, dict[str, str]]:
+                       error_code: int | None = None, timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
         """A signed status webhook (raw body, headers) as Meta would POST it for ``wamid``."""
         with self.lock:
             msg = next((m for m in self.messages if m["wamid"] == wamid), None)
+        return self.status_webhook_for(msg or {"wamid": wamid}, status, error_code=error_code, timestamp=timestamp)
+
+    def status_webhook_for(self, msg: dict[str, Any], status: str, *, error_code: int | None = None,
+                           timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+        """The signed status webhook for an accepted message's record (``timestamp``: when it happened)."""
         item: dict[str, Any] = {
-            "id": wamid,
+            "id": msg["wamid"],
             "status": status,
-            "timestamp": str(int(time.time())),
-            "recipient_id": msg["wa_id"] if msg else "",
+            "timestamp": str(int(time.time()) if timestamp is None else int(timestamp)),
+            "recipient_id": msg.get("wa_id") or "",
         }
-        if msg and msg.get("biz_opaque_callback_data"):
+        if msg.get("biz_opaque_callback_data"):
             item["biz_opaque_callback_data"] = msg["biz_opaque_callback_data"]
         if status == "failed":
             code = error_code or 131026

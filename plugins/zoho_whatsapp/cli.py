@@ -20,7 +20,6 @@ import argparse
 import getpass
 import json
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from zoho_whatsapp.outcome import ErrorFamily, Outcome
 
 PROG = "python -m zoho_whatsapp.cli"
 ZOHO_CONN_ID = "zoho_books_default"
@@ -180,6 +181,13 @@ def _deliver(args: argparse.Namespace, conn_id: str, conn: dict[str, Any], descr
         print(write_connection(conn_id, conn, replace=args.replace, description=description))
 
 
+def explain(exc: Exception) -> str:
+    """An error as the CLI prints it: what happened, then ``fix:`` and its class's fix."""
+    if isinstance(exc, ErrorFamily) and exc.fix:
+        return f"{exc.reason}\nfix: {exc.fix}"
+    return str(exc)
+
+
 def _info(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -217,7 +225,7 @@ def cmd_zoho_auth(args: argparse.Namespace) -> int:
             conn_id=args.conn_id,
         )
     except ZohoError as exc:
-        raise CliError(f"{exc}\nNothing was written.") from None
+        raise CliError(f"{explain(exc)}\nNothing was written.") from None
     _info(f"Zoho issued a refresh token (scope {grant.scope or 'not reported'}, API domain {grant.api_domain or 'not reported'})")
     home = region_of_api_domain(grant.api_domain)
     if home is not None and home != region.code:
@@ -240,7 +248,7 @@ def cmd_zoho_auth(args: argparse.Namespace) -> int:
             organizations = hook.list_organizations()
         except ZohoError as exc:
             raise CliError(
-                f"the refresh token works but listing the organizations failed: {exc}\nThe grant needs the scope "
+                f"the refresh token works but listing the organizations failed: {exc.reason}\nThe grant needs the scope "
                 f"ZohoBooks.settings.READ (with ZohoBooks.invoices.READ and ZohoBooks.contacts.READ): generate a "
                 f"new grant code with the scopes {SCOPES} and run this again. Nothing was written."
             ) from None
@@ -308,8 +316,8 @@ def cmd_whatsapp_auth(args: argparse.Namespace) -> int:
     with transient_connection(args.conn_id, conn):
         try:
             info = WhatsAppHook(args.conn_id).get_phone_number()
-        except Exception as exc:  # the hook's errors already name the connection and the code
-            raise CliError(f"{exc}\n{fix_for('whatsapp', str(exc))}\nNothing was written.") from None
+        except Exception as exc:  # the hook's errors name the connection and the code, and carry the fix
+            raise CliError(f"{explain(exc)}\nNothing was written.") from None
     _info(
         f"WhatsApp number {info.get('display_phone_number')} ({info.get('verified_name')}): quality "
         f"{info.get('quality_rating') or '?'}, messaging limit {info.get('messaging_limit_tier') or '?'}"
@@ -331,26 +339,36 @@ class CheckResult:
     conn_id: str
     ok: bool
     message: str
+    fix: str | None = None
 
-    @property
-    def fix(self) -> str | None:
-        return None if self.ok else fix_for(self.kind, self.message, self.conn_id)
+    @classmethod
+    def failed(cls, kind: str, conn_id: str, exc: Exception) -> CheckResult:
+        """A failure, with the fix its error class carries (every hook error has one)."""
+        from zoho_whatsapp.outcome import ErrorFamily
+
+        if isinstance(exc, ErrorFamily):
+            return cls(kind, conn_id, False, exc.reason, exc.fix)
+        return cls(kind, conn_id, False, f"{exc.__class__.__name__}: {exc}", "see docs/troubleshooting.md")
 
 
 def check_zoho(conn_id: str = ZOHO_CONN_ID) -> CheckResult:
     """Token refresh (or the shared cached token) and the organization, through the hook."""
     from zoho_whatsapp.zoho.hook import ZohoBooksHook
 
-    ok, message = ZohoBooksHook(conn_id).test_connection()
-    return CheckResult("zoho", conn_id, ok, message)
+    try:
+        return CheckResult("zoho", conn_id, True, ZohoBooksHook(conn_id).check_connection())
+    except Exception as exc:
+        return CheckResult.failed("zoho", conn_id, exc)
 
 
 def check_whatsapp(conn_id: str = WHATSAPP_CONN_ID) -> CheckResult:
     """``GET /<version>/<phone_number_id>`` with the token, through the hook."""
     from zoho_whatsapp.whatsapp.hook import WhatsAppHook
 
-    ok, message = WhatsAppHook(conn_id).test_connection()
-    return CheckResult("whatsapp", conn_id, ok, message)
+    try:
+        return CheckResult("whatsapp", conn_id, True, WhatsAppHook(conn_id).check_connection())
+    except Exception as exc:
+        return CheckResult.failed("whatsapp", conn_id, exc)
 
 
 def check_ledger(conn_id: str = LEDGER_CONN_ID) -> CheckResult:
@@ -362,21 +380,20 @@ def check_ledger(conn_id: str = LEDGER_CONN_ID) -> CheckResult:
     from zoho_whatsapp.ledger import SendLedger
 
     try:
-        BaseHook.get_connection(conn_id)
-        defined = True
+        conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
-        defined = False
+        conn = None
     except Exception as exc:  # a broken definition (bad URI/JSON) is a failure of this connection
-        return CheckResult("ledger", conn_id, False, f"connection {conn_id!r} cannot be read: {exc}")
+        return CheckResult.failed("ledger", conn_id, LedgerUnreadable(f"cannot be read: {exc}", conn_id=conn_id))
     try:
         ledger = SendLedger.from_connection(conn_id, migrate=False)
     except Exception as exc:
-        return CheckResult("ledger", conn_id, False, str(exc))
+        return CheckResult.failed("ledger", conn_id, ledger_problem(conn, conn_id, exc))
     try:
         where = sa.engine.make_url(ledger.url).render_as_string(hide_password=True)
     finally:
         ledger.dispose()
-    if not defined:
+    if conn is None:
         return CheckResult(
             "ledger", conn_id, True,
             f"not defined: using the embedded SQLite ledger {where} (fine for a trial; use PostgreSQL in production)",
@@ -390,82 +407,97 @@ CHECKS: dict[str, Callable[[str], CheckResult]] = {
     "ledger": check_ledger,
 }
 
-# (kind, pattern in the failure message, what to do). First match wins; the hooks' own messages
-# say what failed, these lines say how to fix it.
-FIXES: list[tuple[str, str, str]] = [
-    ("zoho", r"isn't defined",
-     f"create it: {PROG} zoho-auth --region in --code <grant code> (README: Connect a real account)"),
-    ("zoho", r"unknown zoho region",
-     "set extra.region to the data centre you log in to (accounts.zoho.in -> in), or re-run zoho-auth with --region"),
-    ("zoho", r"is missing",
-     f"fill in the missing field in Admin -> Connections, or re-create the connection: {PROG} zoho-auth --replace ..."),
-    ("zoho", r"invalid_client",
-     "copy the client id and secret again from the Self Client (api-console.zoho.in -> Self Client -> Client Secret) "
-     f"and check extra.region is the data centre it was created in; then {PROG} zoho-auth --replace ..."),
-    ("zoho", r"invalid_code",
-     f"the refresh token was revoked or belongs to another data centre: generate a new grant code and run {PROG} "
-     "zoho-auth --region <region> --code <grant code> --replace"),
-    ("zoho", r"too many requests|throttling token requests",
-     "wait 10 minutes (Zoho allows 10 token requests per 10 minutes) and run check again; make sure the tasks "
-     "can write the <conn_id>_access_token Variable so the token is shared"),
-    ("zoho", r"code 45|daily zoho books api quota",
-     "the daily API quota resets at midnight in the organization's time zone: check again tomorrow, or upgrade the plan"),
-    ("zoho", r"organization",
-     "set extra.organization_id to one of the organizations listed above (Admin -> Connections), or re-run "
-     "zoho-auth with --organization-id"),
-    ("zoho", r"401|code 57|scope",
-     f"check extra.region matches the account's data centre and that the grant had the scopes {SCOPES}; generate a "
-     f"new grant code and run {PROG} zoho-auth --replace ..."),
-    ("zoho", r"could not reach|failed: |connection ?error|timed out",
-     "check this machine can reach the Zoho hosts (proxy, firewall, DNS) and extra.accounts_url / extra.api_url"),
-    ("whatsapp", r"isn't defined",
-     f"create it: {PROG} whatsapp-auth --phone-number-id <id from WhatsApp Manager -> API Setup>"),
-    ("whatsapp", r"no password",
-     f"put the Cloud API access token in the password field, or re-create the connection with {PROG} whatsapp-auth"),
-    ("whatsapp", r"phone_number_id",
-     "set extra.phone_number_id (WhatsApp Manager -> API Setup -> Phone number ID, not the phone number itself)"),
-    ("whatsapp", r"error 190\b",
-     "the access token expired or was revoked: create a permanent system-user token (Meta Business Settings -> "
-     f"System users -> Generate token, permission whatsapp_business_messaging) and run {PROG} whatsapp-auth --replace"),
-    ("whatsapp", r"error (368|131031)\b",
-     "Meta restricted the WhatsApp Business account: see WhatsApp Manager -> Account quality; sending resumes when lifted"),
-    ("whatsapp", r"error 133010\b",
-     "the phone number is not registered with the Cloud API: register it (POST /<phone_number_id>/register) first"),
-    ("whatsapp", r"error 100\b|does not exist|error 2500\b",
-     "extra.phone_number_id is wrong or the token cannot see it: copy the Phone number ID (not the WABA id, not the "
-     "number) from WhatsApp Manager -> API Setup and give the system user access to the WhatsApp account"),
-    ("whatsapp", r"cannot reach",
-     "check this machine can reach graph.facebook.com (proxy, firewall) and extra.base_url"),
-    ("whatsapp", r"not usable: (?!Cloud API error)|HTTP \d+",
-     "check extra.base_url (default https://graph.facebook.com) and extra.api_version (default v23.0)"),
-    ("ledger", r"has type",
-     "give reminder_ledger_default the type postgres (host, port, login, password, schema = database) or sqlite "
-     "(host = file path)"),
-    ("ledger", r"needs the database file path",
-     "put the SQLite file path in the host field of the connection"),
-    ("ledger", r"database \"?[\w-]+\"? does not exist",
-     "create the database: with docker compose (a postgres volume older than scripts/postgres-init/) run "
-     "`docker compose exec postgres bash /docker-entrypoint-initdb.d/10-reminder-ledger.sh`; otherwise CREATE DATABASE"),
-    ("ledger", r"password authentication failed",
-     "the password differs from the database's: with docker compose LEDGER_DB_PASSWORD changed after the volume was "
-     "created, re-apply it with `docker compose exec postgres bash /docker-entrypoint-initdb.d/10-reminder-ledger.sh`"),
-    ("ledger", r"unreachable|cannot be read",
-     "start the database or correct host, port, login, password and schema (the database name) of the connection; "
-     "with docker compose: `docker compose ps postgres` and the LEDGER_DB_* values in .env"),
-]
-DEFAULT_FIX = {
-    "zoho": "see README -> Troubleshooting",
-    "whatsapp": "see README -> Troubleshooting",
-    "ledger": "see README -> Troubleshooting",
-}
+
+# -- the send ledger's failures ------------------------------------------------------------------
+# The ledger is our own database, so its families live beside the check that tells them apart by
+# looking (the connection's fields, then the server itself), never by reading the driver's wording.
 
 
-def fix_for(kind: str, message: str, conn_id: str | None = None) -> str:
-    """What to do about a failed check, from the hook's message."""
-    for fix_kind, pattern, fix in FIXES:
-        if fix_kind == kind and re.search(pattern, message, flags=re.IGNORECASE):
-            return "fix: " + fix.replace("<conn_id>", conn_id or kind)
-    return "fix: " + DEFAULT_FIX[kind]
+class LedgerError(ErrorFamily):
+    system = "Send ledger"
+    default_conn_id = LEDGER_CONN_ID
+    outcome = Outcome.STOP_RUN
+
+
+class LedgerUnreadable(LedgerError):
+    when = "the connection does not parse"
+    fix = "correct the definition of {conn_id} (Admin -> Connections, or its AIRFLOW_CONN_ variable)"
+
+
+class LedgerTypeUnsupported(LedgerError):
+    when = "connection type not sqlite/postgres"
+    fix = ("give {conn_id} the type postgres (host, port, login, password, schema = database) or sqlite "
+           "(host = file path)")
+
+
+class LedgerPathMissing(LedgerError):
+    when = "sqlite connection without a host"
+    fix = "put the SQLite file path in the host field of the connection"
+
+
+class LedgerUnreachable(LedgerError):
+    when = "no database server answers"
+    fix = ("start the database or correct host, port, login, password and schema (the database name) of the "
+           "connection; with docker compose: `docker compose ps postgres` and the LEDGER_DB_* values in .env")
+
+
+class LedgerLoginRefused(LedgerError):
+    when = "the server refuses the login"
+    fix = ("the password differs from the database's: with docker compose LEDGER_DB_PASSWORD changed after the volume "
+           "was created, re-apply it with `docker compose exec postgres bash "
+           "/docker-entrypoint-initdb.d/10-reminder-ledger.sh`")
+
+
+class LedgerDatabaseMissing(LedgerError):
+    when = "the server has no such database"
+    fix = ("create the database: with docker compose (a postgres volume older than scripts/postgres-init/) run "
+           "`docker compose exec postgres bash /docker-entrypoint-initdb.d/10-reminder-ledger.sh`; otherwise "
+           "CREATE DATABASE")
+
+
+def ledger_problem(conn: Any, conn_id: str, exc: Exception) -> Exception:
+    """The :class:`LedgerError` for a ledger that did not open, found from the connection and the server."""
+    import sqlalchemy as sa
+
+    message = " ".join(str(exc).split())
+    cause = exc.__cause__
+    if not isinstance(cause, sa.exc.SQLAlchemyError):
+        kind = (getattr(conn, "conn_type", "") or "").lower()
+        family: type[LedgerError] = LedgerPathMissing if kind == "sqlite" else LedgerTypeUnsupported
+        return family(message, conn_id=conn_id)
+    url = sa.engine.make_url(str(getattr(exc, "url", "") or _ledger_url(conn_id)))
+    if not url.drivername.startswith("postgresql"):
+        return LedgerUnreachable(message, conn_id=conn_id)
+    return _postgres_problem(url)(message, conn_id=conn_id)
+
+
+def _ledger_url(conn_id: str) -> str:
+    from zoho_whatsapp.ledger.ledger import ledger_url_from_connection
+
+    return ledger_url_from_connection(conn_id)
+
+
+def _postgres_problem(url: Any) -> type[LedgerError]:
+    """Ask the server: is it there, does it take this login, does it have this database?"""
+    import socket
+
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    try:
+        socket.create_connection((url.host or "localhost", url.port or 5432), timeout=5).close()
+    except OSError:
+        return LedgerUnreachable
+    engine = sa.create_engine(url.set(database="postgres"), poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as db:
+            found = db.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database})
+            exists = found.first() is not None
+    except sa.exc.SQLAlchemyError:
+        return LedgerLoginRefused
+    finally:
+        engine.dispose()
+    return LedgerUnreachable if exists else LedgerDatabaseMissing
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -477,7 +509,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         message = " ".join(r.message.split())  # one line per connection, whatever the hook's text
         print(f"{r.conn_id.ljust(width)}  {'OK  ' if r.ok else 'FAIL'}  {message}")
         if not r.ok:
-            print(f"{' ' * width}        {r.fix}")
+            print(f"{' ' * width}        fix: {r.fix}")
     failed = [r.conn_id for r in results if not r.ok]
     if failed:
         print(f"\n{len(failed)} of {len(results)} connection(s) failed: {', '.join(failed)}")

@@ -68,11 +68,13 @@ def get_provider_info() -> dict[str, Any]:
                     ),
                     "accounts_url": _field(
                         "Accounts URL override",
-                        "Leave empty: derived from the data centre. Set only for a proxy or the local sandbox.",
+                        "Leave empty: derived from the data centre. Only an official accounts.zoho* host or "
+                        "loopback (the local sandbox) is accepted.",
                     ),
                     "api_url": _field(
                         "Books API URL override",
-                        "Leave empty: Zoho's api_domain from the token response is used.",
+                        "Leave empty: Zoho's api_domain from the token response is used. Only an official "
+                        "www.zohoapis.* host or loopback is accepted.",
                     ),
                 },
             },
@@ -97,7 +99,8 @@ def get_provider_info() -> dict[str, Any]:
                     ),
                     "api_version": _field("Graph API version", "Default v23.0.", default="v23.0"),
                     "base_url": _field(
-                        "API base URL", "Default https://graph.facebook.com; the local sandbox sets its own."
+                        "API base URL",
+                        "Default https://graph.facebook.com, the only host accepted besides loopback (the sandbox).",
                     ),
                 },
             },

@@ -8,8 +8,9 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
-from zoho_whatsapp.ledger import RunInfo
+from zoho_whatsapp.ledger import RunInfo, SendKey
 from zoho_whatsapp.reminder_run import plan_batches
+from zoho_whatsapp.rules.reminders import overdue_record
 from zoho_whatsapp.rules.templates import load_templates
 from zoho_whatsapp.whatsapp.batch import BatchRef, BatchSender
 from zoho_whatsapp.whatsapp.hook import WhatsAppHook
@@ -21,12 +22,15 @@ ORG, KIND, DAY = "600700", "payment_reminder", "2031-02-01"
 def record(ledger, customers: list[int]) -> dict:
     """One overdue invoice per entry of ``customers`` (a customer number may repeat)."""
     invoices = [
-        {"invoice_id": str(982_300_000_000 + i), "invoice_number": f"INV-T{i:05d}", "customer_id": f"c{c}",
-         "customer_name": f"Test Traders {c}", "status": "overdue", "due_date": "2031-01-01",
-         "currency_code": "INR", "total": 1000.0, "balance": 1000.0, "_contact": {"mobile": f"98{c:08d}"}}
+        overdue_record(
+            {"invoice_id": str(982_300_000_000 + i), "invoice_number": f"INV-T{i:05d}", "customer_id": f"c{c}",
+             "customer_name": f"Test Traders {c}", "status": "overdue", "due_date": "2031-01-01",
+             "currency_code": "INR", "total": 1000.0, "balance": 1000.0},
+            (f"98{c:08d}",), "IN",
+        )
         for i, c in enumerate(customers)
     ]
-    ledger.record_fetched(organization_id=ORG, kind=KIND, occasion=DAY, invoices=invoices, run=RunInfo(run_id="r"))
+    ledger.record_fetched(SendKey(ORG, KIND, DAY), invoices, RunInfo(run_id="r"))
     return {"organization_id": ORG, "occasion": DAY, "country_code": "IN", "overdue_invoices": len(invoices)}
 
 
@@ -55,7 +59,7 @@ def test_a_customer_with_many_invoices_is_started_at_once_not_left_for_last(sand
                          max_parallel=1)
     run = RunInfo(dag_id="d", run_id="r", map_index=0, try_number=1)
     result = BatchSender(WhatsAppHook(), sqlite_ledger, load_templates(), run, messages_per_second=50, max_workers=4,
-                         pair_interval=0.3).send(BatchRef(**ref))
+                         pair_interval=0.3).send(BatchRef.from_dict(ref))
     assert result.counts["sent"] == 64
     order = [m["to"] for m in sandbox.messages()]
     positions = [i for i, to in enumerate(order) if to == "+919800000000"]

@@ -49,7 +49,7 @@ def zoho(sandbox, **changes):
         ("wrong_secret", "invalid_client", "fix: copy the client id and secret again from the Self Client"),
         ("revoked_refresh_token", "invalid_code", "fix: the refresh token was revoked or belongs to another data centre"),
         ("unknown_organization", "organization_id 999 is not one of this account's organizations",
-         "fix: set extra.organization_id to one of the organizations listed above"),
+         "fix: set extra.organization_id to one of the organizations the message lists"),
         ("no_refresh_token", "is missing extra.refresh_token", "fix: fill in the missing field"),
         ("bad_region", "unknown Zoho region 'india'", "fix: set extra.region to the data centre you log in to"),
         ("throttled", "throttling token requests", "fix: wait 10 minutes"),

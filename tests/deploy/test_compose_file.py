@@ -6,6 +6,7 @@ The structural assertions parse the files with PyYAML and always run; `docker co
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -114,20 +115,64 @@ def test_every_airflow_container_gets_the_image_env_and_mounts_the_product_needs
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@redis:6379/0"
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"postgresql+psycopg2://airflow:{TEST_ENV['POSTGRES_PASSWORD']}@postgres/airflow"
-        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:")
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql+psycopg2://airflow:")
         assert env["AIRFLOW__CORE__FERNET_KEY"] == TEST_ENV["AIRFLOW_FERNET_KEY"]
         assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == TEST_ENV["AIRFLOW_JWT_SECRET"]
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
         assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false"
-        assert env["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"
+        assert env["AIRFLOW__CORE__TEST_CONNECTION"] == "Disabled"
         assert env["AIRFLOW_CONN_REMINDER_LEDGER_DEFAULT"].startswith("postgres://reminder_ledger:")
         assert "_PIP_ADDITIONAL_REQUIREMENTS" not in env
         mounts = {m.split(":")[1]: m.split(":")[0] for m in svc["volumes"]}
-        for folder in ("dags", "plugins", "include", "logs", "config"):
+        for folder in ("dags", "plugins", "include/templates", "logs", "config"):
             assert mounts[f"/opt/airflow/{folder}"] == f"./{folder}", (name, folder)
+        # the sandbox and the dev tooling in include/ are not mounted into the production containers
+        assert "/opt/airflow/include" not in mounts and not any("sandbox" in m for m in mounts), name
         assert svc["user"] == "50000:0" or name == "airflow-init"
     code = "\n".join(t for t in COMPOSE.read_text().splitlines() if not t.lstrip().startswith("#"))
     assert "_PIP_ADDITIONAL_REQUIREMENTS" not in code  # requirements come through the Dockerfile
+
+
+def test_test_connection_is_off_and_says_why() -> None:
+    text = COMPOSE.read_text()
+    assert "AIRFLOW__CORE__TEST_CONNECTION: 'Disabled'" in text
+    before = text[: text.index("AIRFLOW__CORE__TEST_CONNECTION:")].splitlines()[-5:]
+    reason = " ".join(line.strip().lstrip("#") for line in before if line.strip().startswith("#"))
+    assert "re-uses the stored password" in reason and "official" in reason
+    assert "Enabled" not in code_only(text)
+
+
+def code_only(text: str) -> str:
+    return "\n".join(t for t in text.splitlines() if not t.lstrip().startswith("#"))
+
+
+def published(svc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of each short-syntax port mapping; address "" = every interface."""
+    found = []
+    for spec in svc.get("ports", []):
+        parts = str(spec).split(":")
+        address = parts[0] if len(parts) == 3 else ""
+        found.append((address, parts[-2], parts[-1]))
+    return found
+
+
+def test_only_the_webhook_proxy_listens_beyond_loopback() -> None:
+    services = resolved()["services"]
+    assert published(services["airflow-apiserver"]) == [("127.0.0.1", "8080", "8080")]
+    assert published(services["flower"]) == [("127.0.0.1", "5555", "5555")]
+    assert published(resolved({"AIRFLOW_API_PORT": "9090"})["services"]["airflow-apiserver"]) == [
+        ("127.0.0.1", "9090", "8080")]
+    open_to_all = {name for name, svc in services.items() for address, _, _ in published(svc) if address != "127.0.0.1"}
+    assert open_to_all == {"webhook-proxy"}
+    proxy = services["webhook-proxy"]
+    assert proxy["profiles"] == ["proxy"]
+    assert {(a, h) for a, h, _ in published(proxy)} == {("", "80"), ("", "443")}
+    assert "./docs/deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    assert (REPO / "docs" / "deploy" / "Caddyfile").is_file()
+    assert proxy["environment"]["AIRFLOW_UPSTREAM"] == "airflow-apiserver:8080"
+    # WEBHOOK_DOMAIN is optional for the stack; the proxy itself refuses to start without it
+    assert "test -n \"${WEBHOOK_DOMAIN}\"" in proxy["command"][-1]
+    assert resolved()["services"]["webhook-proxy"]["environment"]["WEBHOOK_DOMAIN"] == ""
 
 
 def test_secrets_have_no_defaults_and_env_example_holds_none() -> None:
@@ -186,6 +231,9 @@ def test_sandbox_is_an_optional_profile_next_to_the_worker() -> None:
     for name in in_profile:
         assert services[name]["network_mode"] == "service:airflow-worker"
     assert services["sandbox"]["entrypoint"][:3] == ["python", "-m", "sandbox"]
+    # the image has no sandbox: in this profile it comes from the checkout
+    assert services["sandbox"]["volumes"] == ["${AIRFLOW_PROJ_DIR:-.}/include/sandbox:/opt/airflow/include/sandbox:ro"]
+    assert services["sandbox"]["environment"]["PYTHONPATH"] == "/opt/airflow/include"
     assert services["sandbox-connect"]["depends_on"] == {"sandbox": {"condition": "service_healthy"}}
 
 
@@ -197,10 +245,117 @@ def test_dockerfile_installs_the_pinned_requirements_and_registers_the_provider(
     assert "FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}" in text
     assert 'pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airflow/requirements.txt' in text
     assert "pip install --no-cache-dir --no-deps -e /opt/airflow" in text
-    for folder in ("plugins", "dags", "include"):
+    for folder in ("plugins", "dags", "include/templates"):
         assert f"COPY --chown=airflow:0 {folder} /opt/airflow/{folder}" in text
     assert "COPY --chown=airflow:0 pyproject.toml /opt/airflow/pyproject.toml" in text
     assert "_PIP_ADDITIONAL_REQUIREMENTS" not in text
+
+
+# Never in the production image: the sandbox serves its credentials over HTTP; the rest is dev tooling.
+NOT_IN_IMAGE = ("include/sandbox", "include/demo.py", "include/local_airflow.py", "bench", "tests", "scripts",
+                "docs", ".env", ".git", ".venv")
+NEEDED_IN_IMAGE = ("requirements.txt", "pyproject.toml", "plugins/zoho_whatsapp/__init__.py",
+                   "plugins/zoho_whatsapp_plugin.py", "dags/zoho_books_payment_reminders.py",
+                   "dags/zoho_books_invoice_alerts.py", "include/templates/whatsapp_templates.yaml")
+
+
+def context_copies(dockerfile: str) -> list[str]:
+    """The build-context sources of every COPY / ADD (continuation lines joined, JSON form read, stages skipped)."""
+    sources: list[str] = []
+    for line in re.sub(r"\\\n", " ", dockerfile).splitlines():
+        words = line.split(maxsplit=1)
+        if len(words) < 2 or words[0].upper() not in ("COPY", "ADD"):
+            continue
+        args = words[1].split()
+        flags = [a for a in args if a.startswith("--")]
+        if any(f.startswith("--from") for f in flags):
+            continue  # from another stage, not from the checkout
+        rest = " ".join(a for a in args if not a.startswith("--"))
+        paths = json.loads(rest) if rest.startswith("[") else rest.split()
+        sources += paths[:-1]
+    return sources
+
+
+def _clean(path: str) -> str:
+    path = path.strip().removeprefix("./").rstrip("/")
+    return "" if path in (".", "") else path
+
+
+def brings_in(source: str, target: str) -> bool:
+    """Whether a COPY source (a path or a glob, relative to the context) would copy `target` or something in it."""
+    source, target = _clean(source), _clean(target)
+    if source == "" or source == target or target.startswith(source + "/") or source.startswith(target + "/"):
+        return True
+    parts = target.split("/")
+    return any(fnmatch.fnmatchcase("/".join(parts[:i]), source) for i in range(1, len(parts) + 1))
+
+
+def copied_files(dockerfile: str) -> set[str]:
+    """Files of this checkout the Dockerfile's COPY lines would take (ignoring .dockerignore on purpose)."""
+    files = {p.relative_to(REPO).as_posix() for p in REPO.rglob("*")
+             if p.is_file() and ".git" not in p.parts and ".venv" not in p.parts}
+    return {f for f in files for src in context_copies(dockerfile) if brings_in(src, f)}
+
+
+def forbidden_copies(dockerfile: str) -> list[str]:
+    bad = [f"{src} -> {item}" for src in context_copies(dockerfile) for item in NOT_IN_IMAGE if brings_in(src, item)]
+    bad += [f"{f} (a .py file under include/ outside templates)" for f in copied_files(dockerfile)
+            if f.startswith("include/") and not f.startswith("include/templates/")]
+    return bad
+
+
+def test_the_image_ships_what_production_runs_and_not_the_sandbox_or_dev_tooling() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert forbidden_copies(text) == []
+    shipped = copied_files(text)
+    assert set(NEEDED_IN_IMAGE) <= shipped
+    assert not any(f.startswith(("include/sandbox/", "tests/", "bench/")) for f in shipped)
+
+
+@pytest.mark.parametrize("line", [
+    "COPY include /opt/airflow/include",
+    "COPY --chown=airflow:0 include/ /opt/airflow/include/",
+    "COPY . /opt/airflow",
+    "COPY ./ /opt/airflow/",
+    'COPY ["include", "/opt/airflow/include"]',
+    "ADD bench /opt/airflow/bench",
+    "COPY include/*.py /opt/airflow/include/",
+    "COPY include/sandbox \\\n     /opt/airflow/include/sandbox",
+    "COPY tests/conftest.py /opt/airflow/",
+])
+def test_the_image_check_catches_the_sandbox_or_tooling_coming_back(line: str) -> None:
+    text = (REPO / "Dockerfile").read_text() + "\n" + line + "\n"
+    assert forbidden_copies(text)
+
+
+def test_the_image_check_lets_other_stages_and_needed_files_through() -> None:
+    text = (REPO / "Dockerfile").read_text() + "\nCOPY --from=builder /opt/airflow/include /opt/x\n"
+    assert forbidden_copies(text) == []
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parent folders decides."""
+    parts = path.split("/")
+    excluded = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        regex = re.escape(pattern.lstrip("!").strip("/")).replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+        if any(re.fullmatch(regex, "/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+            excluded = not negate
+    return excluded
+
+
+def test_dockerignore_keeps_the_sandbox_and_secrets_out_of_the_build_context() -> None:
+    patterns = [p.strip() for p in (REPO / ".dockerignore").read_text().splitlines()
+                if p.strip() and not p.startswith("#")]
+    files = {p.relative_to(REPO).as_posix() for p in REPO.rglob("*")
+             if p.is_file() and ".git" not in p.parts and ".venv" not in p.parts}
+    context = {f for f in files if not dockerignored(f, patterns)}
+    assert set(NEEDED_IN_IMAGE) <= context
+    assert not [f for f in context if any(brings_in(item, f) for item in NOT_IN_IMAGE)]
+    assert not [f for f in context if "__pycache__" in f or f.endswith(".db")]
+    assert dockerignored("include/sandbox/server.py", patterns)
+    assert dockerignored(".env", patterns) and not dockerignored("include/templates/x.yaml", patterns)
 
 
 def _compose_cli() -> list[str] | None:
@@ -232,7 +387,15 @@ def test_docker_compose_config_accepts_the_file(compose_cli, tmp_path: Path) -> 
     worker = normalized["services"]["airflow-worker"]
     assert worker["environment"]["AIRFLOW__CORE__FERNET_KEY"] == TEST_ENV["AIRFLOW_FERNET_KEY"]
     assert {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in worker["volumes"]} >= {
-        "/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include"}
+        "/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include/templates"}
+
+    for name, port in (("airflow-apiserver", 8080), ("flower", 5555)):
+        if name not in normalized["services"]:
+            continue  # flower is in a profile some versions leave out
+        (spec,) = normalized["services"][name]["ports"]
+        host_ip = spec.get("host_ip") if isinstance(spec, dict) else str(spec).split(":")[0]
+        assert host_ip == "127.0.0.1", (name, spec)
+        assert (spec.get("target") if isinstance(spec, dict) else int(str(spec).split(":")[2].split("/")[0])) == port
 
     done = subprocess.run([*base, "--profile", "sandbox", "config", "--services"], capture_output=True, text=True,
                           cwd=REPO)

@@ -84,16 +84,19 @@ def test_form_fields_are_the_keys_the_hooks_read(set_connection) -> None:
     from zoho_whatsapp.zoho.hook import ZohoBooksHook
 
     types = {t["connection-type"]: t for t in get_provider_info()["connection-types"]}
-    zoho_extra = {k: f"value-{k}" for k in types["zoho_books"]["conn-fields"]}
+    # URL fields take hosts the hooks accept (official ones, or loopback: see tests/deploy/test_host_allow_list.py).
+    urls = {"accounts_url": "https://accounts.zoho.eu", "api_url": "https://www.zohoapis.eu",
+            "base_url": "http://127.0.0.1:8123"}
+    zoho_extra = {k: urls.get(k, f"value-{k}") for k in types["zoho_books"]["conn-fields"]}
     zoho_extra["region"] = "eu"
     set_connection("zoho_books_default", {"conn_type": "zoho_books", "login": "id", "password": "secret",
                                           "extra": zoho_extra})
     s = ZohoBooksHook().settings
     assert (s.refresh_token, s.region, s.organization_id, s.accounts_url, s.api_url) == (
-        "value-refresh_token", "eu", "value-organization_id", "value-accounts_url", "value-api_url")
+        "value-refresh_token", "eu", "value-organization_id", "https://accounts.zoho.eu", "https://www.zohoapis.eu")
 
-    wa_extra = {k: f"value-{k}" for k in types["whatsapp"]["conn-fields"]}
+    wa_extra = {k: urls.get(k, f"value-{k}") for k in types["whatsapp"]["conn-fields"]}
     set_connection("whatsapp_default", {"conn_type": "whatsapp", "password": "token", "extra": wa_extra})
     w = WhatsAppHook().settings
     assert (w.phone_number_id, w.api_version, w.base_url) == ("value-phone_number_id", "value-api_version",
-                                                              "value-base_url")
+                                                              "http://127.0.0.1:8123")

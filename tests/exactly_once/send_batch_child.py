@@ -27,7 +27,7 @@ def _terminate(signum, frame):  # noqa: ANN001
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
-    ref = BatchRef(**json.loads(sys.argv[1]))
+    ref = BatchRef.from_dict(json.loads(sys.argv[1]))
     run = RunInfo(dag_id="zoho_books_payment_reminders", run_id="run-killed", map_index=ref.batch,
                   try_number=int(sys.argv[2]))
     ledger = SendLedger.from_connection()

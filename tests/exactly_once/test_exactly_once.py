@@ -48,7 +48,7 @@ def send_all(batches: list[dict], run_id: str, try_number: int = 1) -> None:
         run = RunInfo(dag_id="zoho_books_payment_reminders", run_id=run_id, map_index=ref["batch"],
                       try_number=try_number)
         BatchSender(WhatsAppHook(), ledger, load_templates(), run, messages_per_second=500, max_workers=8,
-                    min_days_between=3, pair_interval=0.0).send(BatchRef(**ref))
+                    min_days_between=3, pair_interval=0.0).send(BatchRef.from_dict(ref))
     ledger.dispose()
 
 

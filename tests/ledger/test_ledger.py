@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from zoho_whatsapp.ledger import LedgerUnavailable, RunInfo, SendLedger
+from zoho_whatsapp.ledger import LedgerUnavailable, RecipientCap, RunInfo, SendKey, SendLedger
 from zoho_whatsapp.ledger.schema import SCHEMA_VERSION, messages
 
 ORG = "600100"
@@ -21,17 +23,38 @@ def invoice(n: int, **extra: object) -> dict:
             "customer_name": "Priya Textiles", "balance": 100, **extra}
 
 
+def key(occasion: str) -> SendKey:
+    return SendKey(ORG, KIND, occasion)
+
+
 def fetch(ledger: SendLedger, occasion: str, invoices: list[dict], run_id: str = "run-1") -> tuple[int, int]:
-    return ledger.record_fetched(organization_id=ORG, kind=KIND, occasion=occasion, invoices=invoices,
-                                 run=RunInfo(dag_id="d", run_id=run_id))
+    return ledger.record_fetched(key(occasion), invoices, RunInfo(dag_id="d", run_id=run_id))
 
 
 def plan_all(ledger: SendLedger, occasion: str, recipient: str = "+919820012345") -> list[dict]:
-    rows = ledger.rows(organization_id=ORG, kind=KIND, occasion=occasion, status=("fetched",))
+    rows = ledger.rows(key=key(occasion), status=("fetched",))
     ledger.plan_many([{"id": r["id"], "recipient": recipient, "phone_masked": "+91 98XXXXXX45",
                        "template_name": "payment_reminder", "template_language": "en",
                        "parameters": {"party_name": r["customer_name"]}} for r in rows], [])
-    return ledger.rows(organization_id=ORG, kind=KIND, occasion=occasion, status=("planned",))
+    return ledger.rows(key=key(occasion), status=("planned",))
+
+
+def claim_all_at_once(ledger: SendLedger, rows: list[dict], **limits: object) -> list[str]:
+    """Each row claimed by a thread of its own (its run), all at the same moment: sorted outcomes."""
+    outcomes: list[str] = []
+    barrier = threading.Barrier(len(rows))
+
+    def contender(row: dict) -> None:
+        barrier.wait()
+        claim = ledger.claim(row["id"], RunInfo(run_id=row["occasion"], try_number=1), uuid.uuid4().hex, **limits)
+        outcomes.append("claimed" if claim.claimed else str(claim.reason))
+
+    threads = [threading.Thread(target=contender, args=(r,)) for r in rows]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(outcomes)
 
 
 def test_migrate_is_idempotent_and_versioned(ledger: SendLedger) -> None:
@@ -91,21 +114,7 @@ def test_cadence_lets_one_of_seven_backfilled_dates_through_even_concurrently(le
     for day in dates:
         fetch(ledger, day, [invoice(1)], run_id=f"backfill-{day}")
         rows.extend(plan_all(ledger, day))
-    outcomes: list[str] = []
-    barrier = threading.Barrier(len(rows))
-
-    def contender(row: dict) -> None:
-        barrier.wait()
-        claim = ledger.claim(row["id"], RunInfo(run_id=row["occasion"], try_number=1), uuid.uuid4().hex,
-                             min_days_between=3)
-        outcomes.append("claimed" if claim.claimed else claim.reason)
-
-    threads = [threading.Thread(target=contender, args=(r,)) for r in rows]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["cadence"] * 6 + ["claimed"]
+    assert claim_all_at_once(ledger, rows, min_days_between=3) == ["cadence"] * 6 + ["claimed"]
     skipped = ledger.rows(organization_id=ORG, status=("skipped",))
     assert {r["reason"] for r in skipped} == {"cadence"}
 
@@ -121,7 +130,7 @@ def test_cadence_counts_ist_days_since_the_last_claim(ledger: SendLedger) -> Non
             claimed_on=(datetime.now(UTC) + timedelta(hours=5, minutes=30) - timedelta(days=3)).date().isoformat()))
     fetch(ledger, "2026-11-23", [invoice(1)])
     second = plan_all(ledger, "2026-11-23")[0]
-    assert ledger.recently_reminded(organization_id=ORG, kind=KIND, min_days_between=3) == set()
+    assert ledger.recently_reminded(key("2026-11-23"), min_days_between=3) == set()
     assert ledger.claim(second["id"], RunInfo(run_id="b", try_number=1), "t2", min_days_between=3).claimed
 
 
@@ -168,7 +177,7 @@ def test_account_counts_by_status_reason_and_code(ledger: SendLedger) -> None:
     )
     assert ledger.claim(rows[1]["id"], RunInfo(run_id="r", try_number=1), "t").claimed
     ledger.settle(rows[1]["id"], "t", "failed", reason="whatsapp_error", error_code=131026)
-    account = ledger.account(organization_id=ORG, kind=KIND, occasion="2026-11-25")
+    account = ledger.account(key("2026-11-25"))
     assert account["by_status"] == {"planned": 1, "failed": 1, "skipped": 2}
     assert account["skipped_by_reason"] == {"no_mobile": 1, "zero_balance": 1}
     assert account["failed_by_code"] == {"131026": 1}
@@ -187,4 +196,48 @@ def test_embedded_sqlite_default_is_created_under_airflow_home(set_connection, t
     ledger = SendLedger.from_connection()
     assert (tmp_path / "reminder_ledger.db").exists()
     assert ledger.rows() == []
+    ledger.dispose()
+
+
+def test_recipient_cap_lets_n_alerts_to_one_number_through_per_hour_even_concurrently(ledger: SendLedger) -> None:
+    number, cap = "+919820012345", RecipientCap(5, ("invoice_created", "payment_received"))
+    rows = []
+    for n in range(1, 9):  # eight alerts about eight invoices, all to one number
+        alert = SendKey(ORG, "invoice_created", invoice(n)["invoice_id"])
+        ledger.record_fetched(alert, [invoice(n)], RunInfo(run_id="r"))
+        ledger.plan_many([{"id": r["id"], "recipient": number, "phone_masked": "+91 98XXXXXX45",
+                           "template_name": "invoice_created", "template_language": "en", "parameters": {}}
+                          for r in ledger.rows(key=alert)], [])
+        rows.extend(ledger.rows(key=alert))
+    assert claim_all_at_once(ledger, rows, recipient_cap=cap) == ["claimed"] * 5 + ["recipient_hourly_cap"] * 3
+    capped = ledger.rows(status=("skipped",))
+    assert {r["reason"] for r in capped} == {"recipient_hourly_cap"} and len(capped) == 3
+    # a reminder to the same number is not an alert: the cap does not count or stop it
+    fetch(ledger, "2026-11-25", [invoice(20)])
+    reminder = plan_all(ledger, "2026-11-25", recipient=number)[0]
+    assert ledger.claim(reminder["id"], RunInfo(run_id="rem", try_number=1), "t", recipient_cap=cap).claimed
+    # an hour later the number may get alerts again
+    with ledger.transaction() as conn:
+        conn.execute(messages.update().where(messages.c.status == "sending")
+                     .values(claimed_at=datetime.now(UTC) - timedelta(minutes=61)))
+    late = SendKey(ORG, "payment_received", "982000000777")
+    ledger.record_fetched(late, [invoice(30)], RunInfo(run_id="r"))
+    ledger.plan_many([{"id": r["id"], "recipient": number, "phone_masked": "m", "template_name": "payment_received",
+                       "template_language": "en", "parameters": {}} for r in ledger.rows(key=late)], [])
+    assert ledger.claim(ledger.rows(key=late)[0]["id"], RunInfo(run_id="late", try_number=1), "t2",
+                        recipient_cap=cap).claimed
+
+
+def test_embedded_sqlite_file_is_readable_by_its_owner_only(set_connection, tmp_path, monkeypatch) -> None:
+    set_connection("reminder_ledger_default", None)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    previous = os.umask(0o022)  # the usual umask would leave a new file world-readable
+    try:
+        ledger = SendLedger.from_connection()
+        fetch(ledger, "2026-11-25", [invoice(1)])
+    finally:
+        os.umask(previous)
+    files = sorted(tmp_path.glob("reminder_ledger.db*"))
+    assert tmp_path / "reminder_ledger.db" in files
+    assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
     ledger.dispose()

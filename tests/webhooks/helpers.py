@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.testclient import TestClient
@@ -23,19 +25,39 @@ INVOICES = "/webhooks/invoices"
 PAYMENTS = "/webhooks/payments"
 
 
-def install_secret(set_connection: Any, secret: str | None) -> None:
-    """The connection the endpoint reads its shared secret from (password)."""
-    set_connection(SECRET_CONN_ID, None if secret is None else {"conn_type": "generic", "password": secret})
+def install_secret(set_connection: Any, secret: str | None, **extra: Any) -> None:
+    """The connection the endpoint reads its shared secret from (password) and its ``extra`` settings
+    (``signing_secret``, ``max_pending_events``, ``max_event_age_seconds``)."""
+    conn: dict[str, Any] = {"conn_type": "generic"}
+    if secret is not None:
+        conn["password"] = secret
+    if extra:
+        conn["extra"] = extra
+    set_connection(SECRET_CONN_ID, None if secret is None and not extra else conn)
 
 
 def headers(secret: str) -> dict[str, str]:
     return {SECRET_HEADER: secret}
 
 
+def json_headers(secret: str) -> dict[str, str]:
+    return {SECRET_HEADER: secret, "Content-Type": "application/json"}
+
+
+def signature(signing_secret: str, body: bytes) -> str:
+    """What Zoho Billing documents for ``X-Zoho-Webhook-Signature`` (no query parameters): hex HMAC-SHA256."""
+    return hmac.new(signing_secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+# Tests re-read the connection on every request (they change it between requests); the limits
+# that protect the metadata database are tested on their own.
+FRESH = {"secret_cache_seconds": 0.0, "min_refresh_seconds": 0.0}
+
+
 @contextmanager
 def client(**settings: Any) -> Iterator[TestClient]:
     """The real FastAPI app, as the plugin builds it, behind Starlette's TestClient."""
-    app = create_app(WebhookSettings(**{"secret_cache_seconds": 0.0, **settings}))
+    app = create_app(WebhookSettings(**{**FRESH, **settings}))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
     app.state.resources.dispose()
@@ -87,12 +109,18 @@ def sha(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    app: Any  # the FastAPI app: app.state.resources holds the refusal counts and connection reads
+
+
 @contextmanager
-def live_server(**settings: Any) -> Iterator[str]:
-    """The app on a real loopback HTTP server (uvicorn, as the API server runs it); yields its base URL."""
+def live_server(**settings: Any) -> Iterator[Served]:
+    """The app on a real loopback HTTP server (uvicorn, as the API server runs it)."""
     import uvicorn
 
-    app = create_app(WebhookSettings(**{"secret_cache_seconds": 0.0, **settings}))
+    app = create_app(WebhookSettings(**{**FRESH, **settings}))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -105,7 +133,7 @@ def live_server(**settings: Any) -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield Served(f"http://127.0.0.1:{port}", app)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -12,12 +12,9 @@ metadata DB. ``tests/webhooks/test_live_stack.py`` runs it when ZW_LIVE_STACK=1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import secrets
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -31,11 +28,12 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
-for _path in (REPO / "plugins", REPO / "include"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+_INCLUDE = Path(__file__).resolve().parents[2] / "include"
+if str(_INCLUDE) not in sys.path:
+    sys.path.insert(0, str(_INCLUDE))
+import local_airflow  # noqa: E402  (include/ is not on sys.path before the line above)
 
+local_airflow.add_source_paths()
 from sandbox import Sandbox  # noqa: E402
 from zoho_whatsapp.rules.phone import UnusableNumber, to_whatsapp_number  # noqa: E402
 
@@ -43,38 +41,23 @@ DAG_ID = "zoho_books_invoice_alerts"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def environment(home: Path, port: int, sb: Sandbox, ledger: Path, secret: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST"))}
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            # Only the alert DAG runs: the 09:00 reminder DAG would compete for the executor's slots.
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "AIRFLOW_CONN_ZOHO_BOOKS_WEBHOOK": json.dumps({"conn_type": "generic", "password": secret}),
-            "AIRFLOW_CONN_REMINDER_LEDGER_DEFAULT": json.dumps({"conn_type": "sqlite", "host": str(ledger)}),
-        }
-    )
-    for conn_id, conn in sb.connections().items():
-        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
-    return env
+    connections = {
+        **sb.connections(),
+        **local_airflow.sqlite_ledger(ledger),
+        "zoho_books_webhook": {"conn_type": "generic", "password": secret},
+    }
+    stack = {
+        **local_airflow.server_settings(port),
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        # Only the alert DAG runs: the 09:00 reminder DAG would compete for the executor's slots.
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+    }
+    # Nothing of the test session's own Airflow (or pytest's variables) may leak into the stack.
+    return local_airflow.environment(home, drop=("AIRFLOW", "PYTEST"),
+                                     extra={**stack, **local_airflow.connection_env(connections)})
 
 
 def wait_for(what: str, check: Any, timeout: float, every: float = 0.5) -> Any:
@@ -165,14 +148,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="zw-live-stack-"))
-    port = free_port()
+    port = local_airflow.free_port()
     ledger = home / "reminder_ledger.db"
     airflow = str(Path(sys.executable).with_name("airflow"))
     with ExitStack() as stack:
         sb = stack.enter_context(Sandbox(host="127.0.0.1", port=0, seed=42))
         secret = sb.credentials["webhook_secret"]
         env = environment(home, port, sb, ledger, secret)
-        subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+        local_airflow.migrate_db(env)
         children: list[subprocess.Popen] = []
 
         def stop_children() -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -19,10 +23,19 @@ from tests.webhooks.helpers import (
     headers,
     inbox_rows,
     install_secret,
+    json_headers,
     live_server,
+    signature,
     usable_invoice,
 )
-from zoho_whatsapp.webhooks.app import MAX_BODY_BYTES
+from zoho_whatsapp.webhooks.app import (
+    MAX_BODY_BYTES,
+    MIN_SECRET_CHARS,
+    SECRET_HEADER,
+    SIGNATURE_HEADER,
+    WebhookNotConfigured,
+    read_config,
+)
 
 
 @pytest.fixture
@@ -93,7 +106,7 @@ def test_ten_concurrent_deliveries_of_one_event_store_one_row(sandbox, ledger, s
     """Over real HTTP and real threads, on SQLite and PostgreSQL."""
     invoice, _, _ = usable_invoice(sandbox)
     body = json.dumps(flat_invoice_body(invoice, "9820012345")).encode()
-    with live_server() as url, httpx.Client(base_url=url, timeout=30) as http:
+    with live_server() as served, httpx.Client(base_url=served.url, timeout=30) as http:
         http.post("/webhooks/nothing", headers=headers(secret))  # the server is up (404 after the secret check)
         with ThreadPoolExecutor(max_workers=10) as pool:
             answers = list(pool.map(
@@ -129,22 +142,106 @@ def test_missing_or_wrong_secret_is_401_with_no_side_effect(sandbox, sqlite_ledg
     assert secret not in caplog.text and "wrong-but-long-enough-secret" not in caplog.text
 
 
-def test_secret_in_query_parameter_is_accepted(sandbox, sqlite_ledger, secret) -> None:
+def test_secret_in_the_url_is_refused_even_when_right(sandbox, sqlite_ledger, secret, caplog) -> None:
+    """Over real HTTP: proxies and access logs keep URLs, so a secret there is never accepted."""
     invoice, _, _ = usable_invoice(sandbox)
-    with client() as c:
-        answer = c.post(INVOICES, params={"secret": secret}, json=flat_invoice_body(invoice, "9820012345"))
-    assert answer.status_code == 202
+    body = flat_invoice_body(invoice, "9820012345")
+    with live_server() as served, httpx.Client(base_url=served.url, timeout=30) as http:
+        alone = http.post(INVOICES, params={"secret": secret}, json=body)
+        with_header = http.post(INVOICES, params={"secret": secret}, json=body, headers=headers(secret))
+        refused = dict(served.app.state.resources.refused)
+    assert alone.status_code == with_header.status_code == 401
+    assert "not accepted in the URL" in alone.json()["error"] and "X-Zoho-Webhook-Secret" in alone.json()["error"]
+    assert refused == {"unauthenticated": 2}
+    assert inbox_rows() == [] and sandbox.requests() == []
+    assert secret not in caplog.text
 
 
-@pytest.mark.parametrize("configured", [None, "short"], ids=["no-connection", "short-secret"])
-def test_unconfigured_secret_refuses_everything(sandbox, sqlite_ledger, set_connection, configured) -> None:
-    install_secret(set_connection, configured)
+@pytest.mark.parametrize(
+    "configured",
+    [None, "tiny-9f3a", "x" * (MIN_SECRET_CHARS - 1), {"signing_secret": "s" * (MIN_SECRET_CHARS - 1)}],
+    ids=["no-connection", "short-secret", "31-characters", "short-signing-secret"],
+)
+def test_unconfigured_secret_refuses_everything_and_says_so_only_in_the_log(
+    sandbox, sqlite_ledger, set_connection, configured, caplog
+) -> None:
+    sent = configured if isinstance(configured, str) else "p" * MIN_SECRET_CHARS
+    if isinstance(configured, dict):
+        install_secret(set_connection, sent, **configured)
+    else:
+        install_secret(set_connection, configured)
     invoice, _, _ = usable_invoice(sandbox)
     with client() as c:
-        answer = c.post(INVOICES, json=flat_invoice_body(invoice, "9820012345"), headers=headers("short"))
-    assert answer.status_code == 503
-    assert "zoho_books_webhook" in answer.json()["error"]
+        answer = c.post(INVOICES, json=flat_invoice_body(invoice, "9820012345"), headers=headers(sent))
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "60"
+    assert answer.json() == {"error": "the webhook endpoint is temporarily unavailable; retry later"}
+    assert "zoho_books_webhook" in caplog.text  # the operator learns why; the caller does not
     assert inbox_rows() == []
+    assert isinstance(configured, dict) or configured is None or configured not in caplog.text
+
+
+def test_a_32_character_secret_is_enough(sandbox, sqlite_ledger, set_connection) -> None:
+    value = "k" * MIN_SECRET_CHARS
+    install_secret(set_connection, value)
+    invoice, _, _ = usable_invoice(sandbox)
+    with client() as c:
+        assert c.post(INVOICES, json=flat_invoice_body(invoice, None), headers=headers(value)).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("extra", "mentions"),
+    [({"max_pending_events": "lots"}, "max_pending_events"), ({"max_pending_events": 0}, "max_pending_events"),
+     ({"max_event_age_seconds": -1}, "max_event_age_seconds")],
+)
+def test_bad_extras_name_the_connection_and_the_field(extra, mentions) -> None:
+    from airflow.sdk import Connection
+
+    conn = Connection(conn_id="zoho_books_webhook", conn_type="generic", password="p" * 32, extra=json.dumps(extra))
+    with pytest.raises(WebhookNotConfigured, match=f"'zoho_books_webhook'.*{mentions}"):
+        read_config(conn)
+
+
+def test_a_storm_of_wrong_secrets_reads_the_connection_at_most_once_per_interval(
+    sandbox, sqlite_ledger, secret, monkeypatch
+) -> None:
+    """Real HTTP, 16 threads for 2.5 s: a wrong secret may re-read a just-rotated secret, but one
+    reader at a time and never twice within min_refresh_seconds."""
+    from airflow.sdk import BaseHook
+
+    reads: list[float] = []
+    original = BaseHook.get_connection.__func__
+
+    def counting(cls, conn_id):
+        if conn_id == "zoho_books_webhook":
+            reads.append(time.monotonic())
+        return original(cls, conn_id)
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(counting))
+    invoice, _, _ = usable_invoice(sandbox)
+    body = json.dumps(flat_invoice_body(invoice, None)).encode()
+    wrong = {"X-Zoho-Webhook-Secret": "w" * 32, "Content-Type": "application/json"}
+    with live_server(secret_cache_seconds=30, min_refresh_seconds=1.0) as served, \
+            httpx.Client(base_url=served.url, timeout=30) as http:
+        started = time.monotonic()
+
+        def storm(_: int) -> list[int]:
+            codes = []
+            while time.monotonic() - started < 2.5:
+                codes.append(http.post(INVOICES, content=body, headers=wrong).status_code)
+            return codes
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            codes = [code for batch in pool.map(storm, range(16)) for code in batch]
+        elapsed = time.monotonic() - started
+        right = http.post(INVOICES, content=body, headers={**wrong, "X-Zoho-Webhook-Secret": secret})
+        counted = served.app.state.resources.refused["unauthenticated"]
+    assert set(codes) == {401} and counted == len(codes)
+    gaps = [b - a for a, b in zip(reads, reads[1:], strict=False)]
+    print(f"FIGURE wrong-secret storm: {len(codes)} requests in {elapsed:.1f} s -> {len(reads)} connection reads")
+    assert 1 <= len(reads) <= 1 + elapsed / 1.0, reads
+    assert all(gap >= 0.99 for gap in gaps), gaps  # never two reads within the interval
+    assert right.status_code == 202  # the right secret still works
+    assert len(inbox_rows()) == 1
 
 
 def test_rotated_secret_is_picked_up(sandbox, sqlite_ledger, secret, set_connection) -> None:
@@ -152,7 +249,7 @@ def test_rotated_secret_is_picked_up(sandbox, sqlite_ledger, secret, set_connect
     invoice, _, _ = usable_invoice(sandbox)
     body = flat_invoice_body(invoice, "9820012345")
     new = "a-brand-new-rotated-secret-value"
-    with client(secret_cache_seconds=3) as c:
+    with client(secret_cache_seconds=3, min_refresh_seconds=1.0) as c:
         assert c.post(INVOICES, json=body, headers=headers(secret)).status_code == 202
         time.sleep(1.1)
         install_secret(set_connection, new)
@@ -182,6 +279,9 @@ def test_rotated_secret_is_picked_up(sandbox, sqlite_ledger, secret, set_connect
         pytest.param(PAYMENTS, b'{"payment": {"amount": 10}}', 422, "payment.payment_id", id="payment-without-id"),
         pytest.param(PAYMENTS, b'{"payment_id": "98200", "amount": 0}', 422, "more than 0", id="payment-zero"),
         pytest.param("/webhooks/estimates", b"{}", 404, "unknown event", id="unknown-event-path"),
+        pytest.param(INVOICES, b'{"invoice_id": "INV-1", "invoice_id": "INV-2"}', 400, "more than once", id="duplicate-key"),
+        pytest.param(INVOICES, b'{"invoice": {"total": 1, "total": 2}}', 400, "more than once", id="nested-duplicate-key"),
+        pytest.param(INVOICES, b'{"total": 1e400}', 400, "out of range", id="infinite-number"),
     ],
 )
 def test_bad_requests_get_a_clear_4xx_and_store_nothing(sandbox, sqlite_ledger, secret, path, body, status, mentions) -> None:
@@ -231,4 +331,150 @@ def test_unreachable_ledger_is_503_so_zoho_retries(sandbox, set_connection, secr
         answer = c.post(INVOICES, json=flat_invoice_body(invoice, "9820012345"), headers=headers(secret))
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == "60"
-    assert "retry later" in answer.json()["error"]
+    assert answer.json() == {"error": "the webhook endpoint is temporarily unavailable; retry later"}
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "application/jsonp", "application/json; charset=latin-1",
+     "application/json; boundary=x", "multipart/form-data; boundary=x"],
+)
+def test_a_body_that_is_not_declared_json_is_415(sandbox, sqlite_ledger, secret, content_type) -> None:
+    invoice, _, _ = usable_invoice(sandbox)
+    body = json.dumps(flat_invoice_body(invoice, None)).encode()
+    extra = {} if content_type is None else {"Content-Type": content_type}
+    with client() as c:
+        answer = c.post(INVOICES, content=body, headers={**headers(secret), **extra})
+        fine = c.post(INVOICES, content=body, headers={**headers(secret), "Content-Type": "Application/JSON; Charset=\"UTF-8\""})
+    assert answer.status_code == 415, answer.text
+    assert "application/json" in answer.json()["error"]
+    assert fine.status_code == 202
+    assert len(inbox_rows()) == 1
+
+
+# -- the signature Zoho computes with the webhook's secret ------------------------------------------------------
+
+SIGNING = "Zs0" * 12  # alphanumeric, 36 characters: what Zoho's secret field accepts (12-50)
+
+
+def test_signed_deliveries_are_verified_when_a_signing_secret_is_configured(sandbox, sqlite_ledger, set_connection) -> None:
+    """Only the signature (no shared header secret): hex or base64 HMAC-SHA256 of the raw body, query first."""
+    install_secret(set_connection, None, signing_secret=SIGNING)
+    invoices = [flat_invoice_body(i, None) for i in sandbox.invoices("sent")[:4]]
+    bodies = [json.dumps(b).encode() for b in invoices]
+    mac = [hmac.new(SIGNING.encode(), b, hashlib.sha256).digest() for b in bodies]
+    as_json = {"Content-Type": "application/json"}
+    with client() as c:
+        hex_lower = c.post(INVOICES, content=bodies[0], headers={**as_json, SIGNATURE_HEADER: mac[0].hex()})
+        hex_upper = c.post(INVOICES, content=bodies[1], headers={**as_json, SIGNATURE_HEADER: mac[1].hex().upper()})
+        b64 = c.post(INVOICES, content=bodies[2], headers={**as_json, SIGNATURE_HEADER: base64.b64encode(mac[2]).decode()})
+        query_mac = hmac.new(SIGNING.encode(), b"sourcezoho" + bodies[3], hashlib.sha256).hexdigest()
+        with_query = c.post(INVOICES, params={"source": "zoho"}, content=bodies[3],
+                            headers={**as_json, SIGNATURE_HEADER: query_mac})
+        tampered = c.post(INVOICES, content=bodies[0].replace(b"}", b', "mobile": "9999999999"}'),
+                          headers={**as_json, SIGNATURE_HEADER: mac[0].hex()})
+        unsigned = c.post(INVOICES, content=bodies[0], headers=as_json)
+        secret_only = c.post(INVOICES, content=bodies[0], headers={**as_json, SECRET_HEADER: SIGNING})
+        other_key = c.post(INVOICES, content=bodies[0], headers={
+            **as_json, SIGNATURE_HEADER: hmac.new(b"k" * 36, bodies[0], hashlib.sha256).hexdigest()})
+    assert [a.status_code for a in (hex_lower, hex_upper, b64, with_query)] == [202, 202, 202, 202]
+    assert [a.status_code for a in (tampered, unsigned, secret_only, other_key)] == [401, 401, 401, 401]
+    assert len(inbox_rows()) == 4
+
+
+def test_both_secrets_configured_both_are_required(sandbox, sqlite_ledger, secret, set_connection) -> None:
+    install_secret(set_connection, secret, signing_secret=SIGNING)
+    body = json.dumps(flat_invoice_body(sandbox.invoices("sent")[0], None)).encode()
+    sig = {SIGNATURE_HEADER: signature(SIGNING, body)}
+    with client() as c:
+        header_only = c.post(INVOICES, content=body, headers=json_headers(secret))
+        signature_only = c.post(INVOICES, content=body, headers={**sig, "Content-Type": "application/json"})
+        both = c.post(INVOICES, content=body, headers={**json_headers(secret), **sig})
+    assert (header_only.status_code, signature_only.status_code, both.status_code) == (401, 401, 202)
+
+
+def test_a_timestamped_signature_is_checked_against_the_freshness_window(sandbox, sqlite_ledger, set_connection) -> None:
+    """Zoho Payments' form ``t=<ms>,v=<hex of HMAC(t.body)>``: the signed time is the delivery's age."""
+    install_secret(set_connection, None, signing_secret=SIGNING, max_event_age_seconds=3600)
+    bodies = [json.dumps(flat_invoice_body(i, None)).encode() for i in sandbox.invoices("sent")[:2]]
+
+    def signed(body: bytes, seconds_ago: float) -> dict[str, str]:
+        stamp = str(int((time.time() - seconds_ago) * 1000))
+        mac = hmac.new(SIGNING.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        return {"Content-Type": "application/json", SIGNATURE_HEADER: f"t={stamp},v={mac}"}
+
+    with client() as c:
+        fresh = c.post(INVOICES, content=bodies[0], headers=signed(bodies[0], 5))
+        replayed = c.post(INVOICES, content=bodies[1], headers=signed(bodies[1], 7200))
+        moved = signed(bodies[1], 5)
+        moved[SIGNATURE_HEADER] = moved[SIGNATURE_HEADER].replace("t=", "t=1")  # a forged, later time
+        forged = c.post(INVOICES, content=bodies[1], headers=moved)
+        refused = dict(c.app.state.resources.refused)
+    assert fresh.status_code == 202
+    assert replayed.status_code == 422 and "freshness window" in replayed.json()["error"]
+    assert forged.status_code == 401
+    assert refused == {"stale": 1, "unauthenticated": 1}
+    assert [r["event_key"] for r in inbox_rows()] == [fresh.json()["event_key"]]
+
+
+# -- replay and flood ---------------------------------------------------------------------------------------------
+
+
+def test_an_event_older_than_the_window_is_refused_and_counted(sandbox, sqlite_ledger, secret, set_connection) -> None:
+    """The record's own timestamps date a Default Payload; a body without any is judged by its key alone."""
+    invoice = sandbox.invoice(sandbox.invoices("sent")[0]["invoice_id"])
+    now = datetime.now(UTC)
+
+    def stamped(age: timedelta) -> dict:
+        when = (now - age).astimezone(timezone(timedelta(hours=5, minutes=30))).strftime("%Y-%m-%dT%H:%M:%S%z")
+        return {"invoice": {**invoice, "created_time": when, "last_modified_time": when}}
+
+    with client() as c:
+        stale = c.post(INVOICES, json=stamped(timedelta(days=4)), headers=headers(secret))
+        refused = dict(c.app.state.resources.refused)
+        fresh = c.post(INVOICES, json=stamped(timedelta(minutes=2)), headers=headers(secret))
+        install_secret(set_connection, secret, max_event_age_seconds=0)  # the window turned off
+        c.post(INVOICES, json={"invoice_id": "INV-X1", **{k: invoice[k] for k in ("customer_name", "total", "due_date")}},
+               headers=headers(secret))
+    assert stale.status_code == 422 and "72-hour freshness window" in stale.json()["error"]
+    assert refused == {"stale": 1}
+    assert fresh.status_code == 202
+    stored = inbox_rows()
+    assert len(stored) == 2
+    assert json.loads(stored[0]["payload"])["changed_at"] == (now - timedelta(minutes=2)).replace(microsecond=0).isoformat()
+
+
+def test_the_pending_inbox_is_capped_duplicates_still_count(sandbox, sqlite_ledger, secret, set_connection) -> None:
+    from zoho_whatsapp.webhooks.inbox import WebhookInbox
+
+    install_secret(set_connection, secret, max_pending_events=3)
+    bodies = [flat_invoice_body(i, None) for i in sandbox.invoices("overdue")[:5]]
+    with client() as c:
+        first = [c.post(INVOICES, json=b, headers=headers(secret)) for b in bodies[:4]]
+        again = c.post(INVOICES, json=bodies[0], headers=headers(secret))
+        inbox = WebhookInbox.from_connection()
+        inbox.mark_handled(first[0].json()["event_id"], dag_id="d", run_id="r", outcome={})
+        inbox.dispose()
+        after = c.post(INVOICES, json=bodies[3], headers=headers(secret))
+        refused = dict(c.app.state.resources.refused)
+    assert [a.status_code for a in first] == [202, 202, 202, 429]
+    assert first[3].headers["Retry-After"] == "60" and "retry later" in first[3].json()["error"]
+    assert again.status_code == 200  # Zoho's retry of a stored event is still acknowledged
+    assert after.status_code == 202  # a slot freed up
+    assert refused == {"inbox_full": 1}
+    assert [r["deliveries"] for r in inbox_rows()] == [2, 1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["t=99999999999999999999,v=00", "t=-1,v=00", "t=١٢٣,v=00", "t=1,v=é", "v=00,t=", "=,=,=", "sha256=" + "0" * 64,
+     "t=1" * 3000, "\u202e" + "0" * 64, "t=253402300800000,v=" + "0" * 64],
+)
+def test_a_hostile_signature_header_is_401_never_5xx(sandbox, sqlite_ledger, set_connection, value) -> None:
+    install_secret(set_connection, None, signing_secret=SIGNING)
+    body = json.dumps(flat_invoice_body(sandbox.invoices("sent")[0], None)).encode()
+    with live_server() as served, httpx.Client(base_url=served.url, timeout=30) as http:
+        answer = http.post(INVOICES, content=body, headers={"Content-Type": "application/json",
+                                                            SIGNATURE_HEADER: value.encode("utf-8")})
+    assert answer.status_code == 401, answer.text
+    assert inbox_rows() == []

@@ -98,3 +98,70 @@ def test_unknown_kind_is_a_404() -> None:
     with pytest.raises(PayloadError) as caught:
         parse_event("estimate_created", b"{}")
     assert caught.value.status == 404
+
+
+def test_the_limits_are_the_ledger_columns() -> None:
+    from zoho_whatsapp.ledger.schema import messages, webhook_events
+    from zoho_whatsapp.webhooks import payloads
+
+    assert payloads.MAX_ORGANIZATION_CHARS == webhook_events.c.organization_id.type.length == 32
+    assert payloads.MAX_ID_CHARS == messages.c.invoice_number.type.length == messages.c.invoice_id.type.length
+    assert payloads.MAX_NAME_CHARS == messages.c.customer_name.type.length
+    widest = parse("payment_received", {"payment_id": "9" * payloads.MAX_ID_CHARS, "amount": 1,
+                                        "organization_id": "6" * payloads.MAX_ORGANIZATION_CHARS})
+    assert len(widest.event_key) <= webhook_events.c.event_key.type.length
+    assert len(widest.reference) <= webhook_events.c.reference.type.length
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("customer_name", "Priya\ud800", "U+D800"),
+        ("customer_name", "Pay\u202eevil", "U+202E"),
+        ("customer_name", "Priya\u200bTextiles", "U+200B"),
+        ("customer_name", "Pri\ufeffya", "U+FEFF"),
+        ("customer_name", "Priya\U000e0041", "U+E0041"),
+        ("customer_name", "a\u2028b", "U+2028"),
+        ("invoice_id", "INV-\u200d1", "U+200D"),  # a joiner has a place in a name, never in an identifier
+        ("mobile", "98200\u202c12345", "U+202C"),
+        ("organization_id", "6" * 33, "longer than 32"),
+        ("organization_id", "60012345a", "digits only"),
+        ("customer_id", "../contacts/1", "digits only"),
+        ("status", "sent\nvoid", "U+000A"),
+    ],
+)
+def test_unsafe_text_is_refused_naming_field_and_character(field: str, value: str, why: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse("invoice_created", {**GUIDE_EXAMPLE, field: value})
+    assert caught.value.status == 422 and list(caught.value.fields) == [field]
+    assert why in str(caught.value)
+
+
+def test_joiners_in_a_name_are_kept() -> None:
+    name = "\u0915\u094d\u200d\u0937 Traders"  # Devanagari half form with a zero-width joiner
+    assert parse("invoice_created", {**GUIDE_EXAMPLE, "customer_name": name}).customer_name == name
+
+
+@pytest.mark.parametrize(
+    ("body", "mentions"),
+    [
+        (b'{"invoice_id": "INV-1", "invoice_id": "INV-2", "customer_name": "A", "total": 1, "due_date": "2026-07-07"}',
+         "'invoice_id' appears more than once"),
+        (b'{"invoice": {"total": 1, "total": 2}}', "'total' appears more than once"),
+        (b'{"total": 1e400}', "out of range"),
+        (b'{"total": -Infinity}', "-Infinity"),
+    ],
+)
+def test_json_that_two_readers_could_read_differently_is_400(body: bytes, mentions: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_event("invoice_created", body)
+    assert caught.value.status == 400 and mentions in str(caught.value)
+
+
+def test_the_record_says_when_it_last_changed() -> None:
+    record = {**GUIDE_EXAMPLE, "invoice_id": "982000000501095", "created_time": "2026-07-01T10:00:00+0530",
+              "last_modified_time": "2026-07-02T09:30:00+0530"}
+    assert parse("invoice_created", {"invoice": record}).changed_at == "2026-07-02T04:00:00+00:00"
+    assert parse("invoice_created", GUIDE_EXAMPLE).changed_at is None
+    no_offset = parse("invoice_created", {**GUIDE_EXAMPLE, "created_time": "2026-07-01 10:00:00"})
+    assert no_offset.changed_at is None  # a time without an offset dates nothing

@@ -8,20 +8,22 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tests.contracts import WHATSAPP_CONTRACT, require_contract, schema_validator
-from zoho_whatsapp.ledger import RunInfo, SendLedger
+from zoho_whatsapp.ledger import RunInfo, SendKey, SendLedger
+from zoho_whatsapp.pipeline import batch
 from zoho_whatsapp.rules.templates import build_template_message, load_templates
 from zoho_whatsapp.whatsapp.batch import BatchRef, BatchSender
 from zoho_whatsapp.whatsapp.errors import Outcome, WhatsAppSendError
 from zoho_whatsapp.whatsapp.hook import WhatsAppHook
 
 ORG, KIND, DAY = "600100", "payment_reminder", "2026-11-25"
+KEY = SendKey(ORG, KIND, DAY)
 NUMBERS = [f"+9198200{n:05d}" for n in range(1, 13)]
 
 
 def plan(ledger: SendLedger, recipients: list[str]) -> BatchRef:
     invoices = [{"invoice_id": f"9820{i:04d}", "invoice_number": f"INV-{i:06d}", "customer_id": f"c{i}",
                  "customer_name": f"Customer {i}"} for i, _ in enumerate(recipients)]
-    ledger.record_fetched(organization_id=ORG, kind=KIND, occasion=DAY, invoices=invoices, run=RunInfo(run_id="r"))
+    ledger.record_fetched(KEY, invoices, RunInfo(run_id="r"))
     rows = ledger.rows(organization_id=ORG, status=("fetched",))
     ledger.plan_many([
         {"id": row["id"], "recipient": to, "phone_masked": to[:5] + "XXXX", "template_name": "payment_reminder",
@@ -30,8 +32,9 @@ def plan(ledger: SendLedger, recipients: list[str]) -> BatchRef:
                         "amount_due": "₹22,000.00", "due_date": "20 June 2026"}}
         for row, to in zip(rows, recipients, strict=True)
     ], [])
-    ledger.assign_batches(organization_id=ORG, kind=KIND, occasion=DAY, batch_size=1000)
-    return BatchRef(organization_id=ORG, kind=KIND, occasion=DAY, batch=0)
+    [ref] = batch(ledger, KEY, batch_size=1000)
+    assert ref == BatchRef(KEY, 0)
+    return ref
 
 
 def sender(ledger: SendLedger, try_number: int = 1, **kw: object) -> BatchSender:

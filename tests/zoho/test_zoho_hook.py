@@ -191,5 +191,5 @@ def test_token_throttle_answer_becomes_a_clear_error(sandbox) -> None:
 
     sandbox.set_faults(oauth_throttle_limit=1)
     hook().refresh_access_token()
-    with pytest.raises(ZohoTokenThrottled, match="more than 10 in 10 minutes.*Wait 10 minutes"):
+    with pytest.raises(ZohoTokenThrottled, match="(?i)more than 10 in 10 minutes.*wait 10 minutes"):
         hook().refresh_access_token()

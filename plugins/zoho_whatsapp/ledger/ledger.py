@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -38,10 +39,23 @@ DEFAULT_CONN_ID = "reminder_ledger_default"
 FINAL = ("sent", "skipped", "failed", "unknown")
 OPEN = ("fetched", "planned", "sending")
 DELIVERED_OR_MAYBE = ("sent", "sending", "unknown")  # what the cadence counts as "reminded"
+RECIPIENT_CAP = "recipient_hourly_cap"  # the skip reason of a claim over a RecipientCap
 
 
 class LedgerUnavailable(AirflowFailException):
     """The ledger database cannot be reached: nothing may be sent without it."""
+
+
+@dataclass(frozen=True)
+class SendKey:
+    """This kind of message on this occasion in this organization: the unit every step works on.
+
+    The occasion is the reminder date (IST) for reminders, the invoice or payment id for alerts.
+    """
+
+    organization_id: str
+    kind: str
+    occasion: str
 
 
 @dataclass(frozen=True)
@@ -53,13 +67,27 @@ class RunInfo:
     map_index: int | None = None
     try_number: int | None = None
 
+    @classmethod
+    def of(cls, ti: Any) -> RunInfo:
+        """The running task instance (``ti`` of the task context)."""
+        return cls(dag_id=ti.dag_id, run_id=ti.run_id, map_index=ti.map_index, try_number=ti.try_number)
+
+
+@dataclass(frozen=True)
+class RecipientCap:
+    """At most ``limit`` messages of ``kinds`` to one number within ``window`` (claimed or possibly sent)."""
+
+    limit: int
+    kinds: tuple[str, ...]
+    window: timedelta = timedelta(hours=1)
+
 
 @dataclass
 class Claim:
     """Outcome of trying to take a row for sending."""
 
     claimed: bool
-    reason: str | None = None  # why not: "taken" (not planned any more) or "cadence"
+    reason: str | None = None  # why not: "taken" (not planned any more), "cadence" or RECIPIENT_CAP
     row: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,8 +130,49 @@ def ledger_url_from_connection(conn_id: str = DEFAULT_CONN_ID) -> str:
     raise LedgerUnavailable(f"connection {conn_id!r} has type {conn_type!r}: use sqlite or postgres")
 
 
+def _create_private(path: Path) -> None:
+    """Create an empty database file readable by this user only (it holds customers' names and numbers).
+
+    SQLite gives its -wal and -shm files the database file's mode. The file is made under a
+    temporary name and linked into place: closing a descriptor of a database file that a
+    connection of this process has open would drop that connection's locks.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    os.close(fd)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    except OSError as exc:  # no hard links here: SQLite creates it, with the umask's mode
+        log.warning("could not create %s readable by its owner only: %s", path, exc)
+    finally:
+        os.unlink(temporary)
+
+
 def _plannable() -> Any:
     return sa.or_(messages.c.status == "fetched", messages.c.status == "planned")
+
+
+def _of(key: SendKey) -> tuple[Any, ...]:
+    return (
+        messages.c.organization_id == key.organization_id,
+        messages.c.kind == key.kind,
+        messages.c.occasion == key.occasion,
+    )
+
+
+def _select(key: SendKey | None, status: Sequence[str] | None, where: Mapping[str, Any]) -> Any:
+    query = sa.select(messages).order_by(messages.c.id)
+    if key is not None:
+        query = query.where(*_of(key))
+    for column, value in where.items():
+        query = query.where(messages.c[column] == value)
+    if status:
+        query = query.where(messages.c.status.in_(tuple(status)))
+    return query
 
 
 def ist_day(moment: datetime) -> str:
@@ -117,10 +186,10 @@ class SendLedger:
     .. code-block:: python
 
         ledger = SendLedger.from_connection("reminder_ledger_default")
-        claim = ledger.claim(row_id, RunInfo(...), min_days_between=3)
+        claim = ledger.claim(row_id, RunInfo(...), claim_token, min_days_between=3)
         if claim.claimed:
             ...send...
-            ledger.settle_sent(row_id, claim_token, wamid)
+            ledger.settle(row_id, claim_token, "sent", wamid=wamid)
     """
 
     def __init__(self, url: str, *, conn_id: str = DEFAULT_CONN_ID, now: Any = utcnow) -> None:
@@ -157,7 +226,7 @@ class SendLedger:
         if url.startswith("sqlite"):
             path = sa.engine.make_url(url).database
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _create_private(Path(path))
             engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
             @sa.event.listens_for(engine, "connect")
@@ -200,17 +269,11 @@ class SendLedger:
     # -- recording what Zoho says is overdue -----------------------------------------------------
 
     def record_fetched(
-        self,
-        *,
-        organization_id: str,
-        kind: str,
-        occasion: str,
-        invoices: Iterable[Mapping[str, Any]],
-        run: RunInfo,
-        chunk_size: int = 1000,
+        self, key: SendKey, invoices: Iterable[Mapping[str, Any]], run: RunInfo, *, chunk_size: int = 1000
     ) -> tuple[int, int]:
-        """Upsert one row per invoice seen in Zoho for this occasion; retire rows no longer seen.
+        """Upsert one row per invoice seen in Zoho for ``key``; retire its rows no longer seen.
 
+        Each invoice mapping is kept as the row's ``source``: pass only what the product needs.
         Rows already ``planned`` or ``skipped`` are re-planned from the fresh data; rows that were
         claimed, sent, failed or are unknown keep their status. Returns (seen, retired).
         """
@@ -222,10 +285,10 @@ class SendLedger:
             for inv in invoices:
                 batch.append(
                     {
-                        "organization_id": organization_id,
+                        "organization_id": key.organization_id,
                         "invoice_id": str(inv["invoice_id"]),
-                        "kind": kind,
-                        "occasion": occasion,
+                        "kind": key.kind,
+                        "occasion": key.occasion,
                         "invoice_number": inv.get("invoice_number"),
                         "customer_id": inv.get("customer_id"),
                         "customer_name": inv.get("customer_name"),
@@ -247,13 +310,7 @@ class SendLedger:
                 seen += self._upsert_fetched(conn, insert, batch)
             retired = conn.execute(
                 messages.update()
-                .where(
-                    messages.c.organization_id == organization_id,
-                    messages.c.kind == kind,
-                    messages.c.occasion == occasion,
-                    messages.c.status.in_(("fetched", "planned")),
-                    messages.c.seen_at < seen_at,
-                )
+                .where(*_of(key), messages.c.status.in_(("fetched", "planned")), messages.c.seen_at < seen_at)
                 .values(status="skipped", reason="no_longer_overdue", updated_at=seen_at)
             ).rowcount
         return seen, retired
@@ -286,18 +343,16 @@ class SendLedger:
         conn.execute(stmt, rows)
         return len(rows)
 
-    def rows(self, *, status: Sequence[str] | None = None, **where: Any) -> list[dict[str, Any]]:
-        """Rows matching column equalities (and statuses), oldest first."""
-        query = sa.select(messages).order_by(messages.c.id)
-        for column, value in where.items():
-            query = query.where(messages.c[column] == value)
-        if status:
-            query = query.where(messages.c.status.in_(tuple(status)))
+    def rows(
+        self, *, key: SendKey | None = None, status: Sequence[str] | None = None, **where: Any
+    ) -> list[dict[str, Any]]:
+        """Rows of ``key`` matching column equalities (and statuses), oldest first."""
+        query = _select(key, status, where)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def iter_rows(
-        self, *, status: Sequence[str] | None = None, chunk_size: int = 1000, **where: Any
+        self, *, key: SendKey | None = None, status: Sequence[str] | None = None, chunk_size: int = 1000, **where: Any
     ) -> Iterator[dict[str, Any]]:
         """Like :meth:`rows`, read ``chunk_size`` rows at a time: memory stays flat at any size.
 
@@ -306,11 +361,7 @@ class SendLedger:
         """
         last = 0
         while True:
-            query = sa.select(messages).where(messages.c.id > last).order_by(messages.c.id).limit(chunk_size)
-            for column, value in where.items():
-                query = query.where(messages.c[column] == value)
-            if status:
-                query = query.where(messages.c.status.in_(tuple(status)))
+            query = _select(key, status, where).where(messages.c.id > last).limit(chunk_size)
             with self.engine.connect() as conn:
                 page = [dict(r._mapping) for r in conn.execute(query)]
             yield from page
@@ -320,17 +371,18 @@ class SendLedger:
 
     # -- planning -----------------------------------------------------------------------------
 
-    def recently_reminded(
-        self, *, organization_id: str, kind: str, min_days_between: int, today: str | None = None
-    ) -> set[str]:
-        """Invoice ids reminded (or possibly reminded) within the cadence window, by IST day."""
+    def recently_reminded(self, key: SendKey, *, min_days_between: int, today: str | None = None) -> set[str]:
+        """Invoice ids of ``key``'s organization and kind reminded (or possibly) within the cadence window.
+
+        Counted in IST days, over every occasion.
+        """
         if min_days_between <= 0:
             return set()
         today = today or ist_day(self.now())
         cutoff = (date.fromisoformat(today) - timedelta(days=min_days_between)).isoformat()
         query = sa.select(messages.c.invoice_id).where(
-            messages.c.organization_id == organization_id,
-            messages.c.kind == kind,
+            messages.c.organization_id == key.organization_id,
+            messages.c.kind == key.kind,
             messages.c.status.in_(DELIVERED_OR_MAYBE),
             messages.c.claimed_on > cutoff,
         )
@@ -345,115 +397,61 @@ class SendLedger:
         ``detail`` and ``phone_masked``. A row that moved on meanwhile (claimed by a concurrent
         run) is left alone.
         """
+        planned = [
+            {"id": p["id"], "status": "planned", "reason": None, "error_message": None, "recipient": p["recipient"],
+             "phone_masked": p["phone_masked"], "template_name": p["template_name"],
+             "template_language": p["template_language"],
+             "parameters": json.dumps(dict(p["parameters"]), ensure_ascii=False)}
+            for p in plans
+        ]
+        skipped = [
+            {"id": s["id"], "status": "skipped", "reason": s["reason"], "error_message": s.get("detail"),
+             "phone_masked": s.get("phone_masked")}
+            for s in skips
+        ]
         now = self.now()
         with self.transaction() as conn:
-            if plans:
+            for rows in (planned, skipped):
+                if not rows:
+                    continue
+                # A bound parameter may not share a column's name in an UPDATE's SET clause.
+                columns = [c for c in rows[0] if c != "id"]
                 conn.execute(
                     messages.update()
-                    .where(messages.c.id == sa.bindparam("row_id"), _plannable())
-                    .values(
-                        status="planned",
-                        reason=None,
-                        error_message=None,
-                        recipient=sa.bindparam("recipient"),
-                        phone_masked=sa.bindparam("phone_masked"),
-                        template_name=sa.bindparam("template_name"),
-                        template_language=sa.bindparam("template_language"),
-                        parameters=sa.bindparam("params_json"),
-                        updated_at=now,
-                    ),
-                    [
-                        {
-                            "row_id": p["id"],
-                            "recipient": p["recipient"],
-                            "phone_masked": p["phone_masked"],
-                            "template_name": p["template_name"],
-                            "template_language": p["template_language"],
-                            "params_json": json.dumps(dict(p["parameters"]), ensure_ascii=False),
-                        }
-                        for p in plans
-                    ],
-                )
-            if skips:
-                conn.execute(
-                    messages.update()
-                    .where(messages.c.id == sa.bindparam("row_id"), _plannable())
-                    .values(
-                        status="skipped",
-                        reason=sa.bindparam("skip_reason"),
-                        error_message=sa.bindparam("detail"),
-                        phone_masked=sa.bindparam("masked"),
-                        updated_at=now,
-                    ),
-                    [
-                        {
-                            "row_id": s["id"],
-                            "skip_reason": s["reason"],
-                            "detail": s.get("detail"),
-                            "masked": s.get("phone_masked"),
-                        }
-                        for s in skips
-                    ],
+                    .where(messages.c.id == sa.bindparam("p_id"), _plannable())
+                    .values({**{c: sa.bindparam(f"p_{c}") for c in columns}, "updated_at": now}),
+                    [{f"p_{c}": v for c, v in row.items()} for row in rows],
                 )
 
-    def assign_batches(self, *, organization_id: str, kind: str, occasion: str, batch_size: int) -> list[int]:
-        """Number the planned rows' batches, keeping one recipient's messages in one batch.
+    def planned_recipients(self, key: SendKey) -> list[tuple[int, str | None]]:
+        """(row id, recipient) of every ``planned`` row of ``key``, oldest first: what batching needs."""
+        query = sa.select(messages.c.id, messages.c.recipient).where(*_of(key), messages.c.status == "planned")
+        with self.engine.connect() as conn:
+            return [(row_id, recipient) for row_id, recipient in conn.execute(query.order_by(messages.c.id))]
 
-        Returns the batch numbers that hold planned rows. A recipient may get several messages
-        (one per invoice); keeping them together lets one sender space them out, as Meta allows
-        one message per 6 seconds to the same number. ``ceil(planned / batch_size)`` batches of
-        (nearly) equal size are filled with the recipients that have most messages first: their
-        spacing sets how long a batch lasts, so they share as few batches as possible and the
-        other batches run at full rate.
-        """
-        planned = sa.select(messages.c.id, messages.c.recipient).where(
-            messages.c.organization_id == organization_id,
-            messages.c.kind == kind,
-            messages.c.occasion == occasion,
-            messages.c.status == "planned",
-        ).order_by(messages.c.id)
-        size = max(1, batch_size)
+    def store_batches(self, batches: Mapping[int, int]) -> None:
+        """Record the batch number of each row (``{row id: batch}``), as decided by the batching rules."""
+        if not batches:
+            return
         with self.transaction() as conn:
-            groups: dict[str, list[int]] = {}
-            for row_id, recipient in conn.execute(planned):
-                groups.setdefault(recipient or "", []).append(row_id)
-            remaining = sum(len(ids) for ids in groups.values())
-            count = max(1, -(-remaining // size))  # ceiling division
-            target = -(-remaining // count)
-            assignments: list[dict[str, int]] = []
-            batch, in_batch = 0, 0
-            for _recipient, ids in sorted(groups.items(), key=lambda g: (-len(g[1]), g[1][0])):
-                if in_batch >= target and batch < count - 1:
-                    remaining -= in_batch
-                    batch, in_batch = batch + 1, 0
-                    target = -(-remaining // (count - batch))  # share what is left evenly
-                assignments.extend({"row_id": row_id, "batch_no": batch} for row_id in ids)
-                in_batch += len(ids)
-            if assignments:
-                conn.execute(
-                    messages.update().where(messages.c.id == sa.bindparam("row_id")).values(batch=sa.bindparam("batch_no")),
-                    assignments,
-                )
-        return sorted({a["batch_no"] for a in assignments})
+            conn.execute(
+                messages.update().where(messages.c.id == sa.bindparam("row_id")).values(batch=sa.bindparam("batch_no")),
+                [{"row_id": row_id, "batch_no": batch} for row_id, batch in batches.items()],
+            )
 
-    def reopen_unknown(self, *, organization_id: str, kind: str, occasion: str) -> int:
+    def reopen_unknown(self, key: SendKey) -> int:
         """A person checked the ``unknown`` rows and asked to resend them: back to ``planned``."""
         with self.transaction() as conn:
             return conn.execute(
                 messages.update()
-                .where(
-                    messages.c.organization_id == organization_id,
-                    messages.c.kind == kind,
-                    messages.c.occasion == occasion,
-                    messages.c.status == "unknown",
-                )
+                .where(*_of(key), messages.c.status == "unknown")
                 .values(status="planned", reason="resend_unknown", updated_at=self.now())
             ).rowcount
 
     # -- sending ------------------------------------------------------------------------------
 
-    def batch_rows(self, *, organization_id: str, kind: str, occasion: str, batch: int) -> list[dict[str, Any]]:
-        return self.rows(organization_id=organization_id, kind=kind, occasion=occasion, batch=batch)
+    def batch_rows(self, key: SendKey, batch: int) -> list[dict[str, Any]]:
+        return self.rows(key=key, batch=batch)
 
     def mark_interrupted(self, row_ids: Sequence[int], run: RunInfo) -> int:
         """Rows left ``sending`` by an earlier, dead try of this task become ``unknown``.
@@ -464,32 +462,49 @@ class SendLedger:
         """
         if not row_ids:
             return 0
+        return self._interrupted(
+            messages.c.id.in_(list(row_ids)),
+            messages.c.run_id == run.run_id,
+            messages.c.map_index == run.map_index,
+            messages.c.try_number < (run.try_number or 0),
+        )
+
+    def close_dead_claims(self, key: SendKey, *, run_id: str) -> int:
+        """After every batch of a run has ended, its leftover ``sending`` rows died in flight."""
+        return self._interrupted(*_of(key), messages.c.run_id == run_id)
+
+    def _interrupted(self, *where: Any) -> int:
+        now = self.now()
         with self.transaction() as conn:
             return conn.execute(
                 messages.update()
-                .where(
-                    messages.c.id.in_(list(row_ids)),
-                    messages.c.status == "sending",
-                    messages.c.run_id == run.run_id,
-                    messages.c.map_index == run.map_index,
-                    messages.c.try_number < (run.try_number or 0),
-                )
+                .where(*where, messages.c.status == "sending")
                 .values(
                     status="unknown",
                     reason="interrupted",
                     error_message="the task died while this message was being sent; it may have been delivered",
-                    updated_at=self.now(),
-                    settled_at=self.now(),
+                    updated_at=now,
+                    settled_at=now,
                 )
             ).rowcount
 
-    def claim(self, row_id: int, run: RunInfo, claim_token: str, *, min_days_between: int = 0) -> Claim:
-        """Atomically take a ``planned`` row for sending, unless the cadence forbids it.
+    def claim(
+        self,
+        row_id: int,
+        run: RunInfo,
+        claim_token: str,
+        *,
+        min_days_between: int = 0,
+        recipient_cap: RecipientCap | None = None,
+    ) -> Claim:
+        """Atomically take a ``planned`` row for sending, unless the cadence or the recipient cap forbids it.
 
         The row moves to ``sending`` only if it is still ``planned``. Within the same transaction
         any other row for the same invoice and kind that was sent (or may have been) within
-        ``min_days_between`` IST days turns this one into ``skipped``/``cadence``. PostgreSQL
-        serialises claims of one invoice with an advisory lock; SQLite has a single writer.
+        ``min_days_between`` IST days turns this one into ``skipped``/``cadence``, and
+        ``recipient_cap.limit`` such rows of its kinds to the same number within the cap's window
+        turn it into ``skipped``/``recipient_hourly_cap``. PostgreSQL serialises claims of one
+        invoice (and of one number, under a cap) with advisory locks; SQLite has a single writer.
         """
         now = self.now()
         today = ist_day(now)
@@ -498,9 +513,12 @@ class SendLedger:
             if current is None:
                 return Claim(False, "missing")
             row = dict(current._mapping)
+            capped = recipient_cap is not None and row["kind"] in recipient_cap.kinds and bool(row["recipient"])
             if self._lock_per_invoice:
-                key = zlib.crc32(f"{row['organization_id']}:{row['invoice_id']}:{row['kind']}".encode())
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+                locks = [f"{row['organization_id']}:{row['invoice_id']}:{row['kind']}"]
+                locks += [f"recipient:{row['recipient']}"] if capped else []
+                for lock in locks:  # always in this order: no two claims wait on each other
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(lock.encode())})
             taken = conn.execute(
                 messages.update()
                 .where(messages.c.id == row_id, messages.c.status == "planned")
@@ -519,33 +537,55 @@ class SendLedger:
             ).rowcount
             if taken != 1:
                 return Claim(False, "taken", row)
-            if min_days_between > 0:
-                cutoff = (date.fromisoformat(today) - timedelta(days=min_days_between)).isoformat()
-                earlier = conn.execute(
-                    sa.select(messages.c.id, messages.c.occasion, messages.c.status).where(
-                        messages.c.organization_id == row["organization_id"],
-                        messages.c.invoice_id == row["invoice_id"],
-                        messages.c.kind == row["kind"],
-                        messages.c.id != row_id,
-                        messages.c.status.in_(DELIVERED_OR_MAYBE),
-                        messages.c.claimed_on > cutoff,
-                    )
-                ).first()
-                if earlier is not None:
-                    conn.execute(
-                        messages.update()
-                        .where(messages.c.id == row_id)
-                        .values(
-                            status="skipped",
-                            reason="cadence",
-                            error_message=f"already {earlier.status} for {earlier.occasion} (row {earlier.id})",
-                            claimed_at=None,
-                            claimed_on=None,
-                            settled_at=now,
-                        )
-                    )
-                    return Claim(False, "cadence", row)
+            refusal = self._cadence(conn, row, today, min_days_between)
+            if refusal is None and capped:
+                assert recipient_cap is not None
+                refusal = self._over_cap(conn, row, now, recipient_cap)
+            if refusal is not None:
+                reason, message = refusal
+                conn.execute(
+                    messages.update()
+                    .where(messages.c.id == row_id)
+                    .values(status="skipped", reason=reason, error_message=message, claimed_at=None,
+                            claimed_on=None, settled_at=now)
+                )
+                return Claim(False, reason, row)
         return Claim(True, None, row)
+
+    @staticmethod
+    def _cadence(conn: Connection, row: Mapping[str, Any], today: str, min_days_between: int) -> tuple[str, str] | None:
+        if min_days_between <= 0:
+            return None
+        cutoff = (date.fromisoformat(today) - timedelta(days=min_days_between)).isoformat()
+        earlier = conn.execute(
+            sa.select(messages.c.id, messages.c.occasion, messages.c.status).where(
+                messages.c.organization_id == row["organization_id"],
+                messages.c.invoice_id == row["invoice_id"],
+                messages.c.kind == row["kind"],
+                messages.c.id != row["id"],
+                messages.c.status.in_(DELIVERED_OR_MAYBE),
+                messages.c.claimed_on > cutoff,
+            )
+        ).first()
+        if earlier is None:
+            return None
+        return "cadence", f"already {earlier.status} for {earlier.occasion} (row {earlier.id})"
+
+    @staticmethod
+    def _over_cap(conn: Connection, row: Mapping[str, Any], now: datetime, cap: RecipientCap) -> tuple[str, str] | None:
+        recent = conn.execute(
+            sa.select(sa.func.count()).where(
+                messages.c.recipient == row["recipient"],
+                messages.c.kind.in_(cap.kinds),
+                messages.c.id != row["id"],
+                messages.c.status.in_(DELIVERED_OR_MAYBE),
+                messages.c.claimed_at >= now - cap.window,
+            )
+        ).scalar_one()
+        if recent < cap.limit:
+            return None
+        window = int(cap.window.total_seconds() // 60)
+        return RECIPIENT_CAP, f"{recent} message(s) to this number in the last {window} min (cap {cap.limit})"
 
     def settle(
         self,
@@ -581,15 +621,13 @@ class SendLedger:
 
     # -- accounting ---------------------------------------------------------------------------
 
-    def account(self, *, organization_id: str, kind: str, occasion: str) -> dict[str, Any]:
-        """Counts for one occasion: by status, skipped by reason, failed by code."""
-        query = sa.select(
-            messages.c.status, messages.c.reason, messages.c.error_code, sa.func.count()
-        ).where(
-            messages.c.organization_id == organization_id,
-            messages.c.kind == kind,
-            messages.c.occasion == occasion,
-        ).group_by(messages.c.status, messages.c.reason, messages.c.error_code)
+    def account(self, key: SendKey) -> dict[str, Any]:
+        """Counts for one key: by status, skipped by reason, failed by code."""
+        query = (
+            sa.select(messages.c.status, messages.c.reason, messages.c.error_code, sa.func.count())
+            .where(*_of(key))
+            .group_by(messages.c.status, messages.c.reason, messages.c.error_code)
+        )
         by_status: Counter[str] = Counter()
         skipped: Counter[str] = Counter()
         failed: Counter[str] = Counter()
@@ -606,21 +644,6 @@ class SendLedger:
             "skipped_by_reason": dict(skipped),
             "failed_by_code": dict(failed),
         }
-
-    def close_dead_claims(self, *, organization_id: str, kind: str, occasion: str, run_id: str) -> int:
-        """After every batch of a run has ended, its leftover ``sending`` rows died in flight."""
-        with self.transaction() as conn:
-            return conn.execute(
-                messages.update()
-                .where(
-                    messages.c.organization_id == organization_id,
-                    messages.c.kind == kind,
-                    messages.c.occasion == occasion,
-                    messages.c.status == "sending",
-                    messages.c.run_id == run_id,
-                )
-                .values(status="unknown", reason="interrupted", updated_at=self.now(), settled_at=self.now())
-            ).rowcount
 
     def dispose(self) -> None:
         self.engine.dispose()

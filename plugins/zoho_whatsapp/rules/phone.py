@@ -51,6 +51,17 @@ class UnusableNumber(ValueError):
         message = f"{reason}: {raw!r}"
         super().__init__(f"{message} ({detail})" if detail else message)
 
+    @property
+    def masked(self) -> str:
+        """The message with the number masked, for logs and the ledger.
+
+        >>> UnusableNumber("not_mobile", "022 2345 6789", "FIXED_LINE").masked
+        "not_mobile: '02XXXXXXX89' (FIXED_LINE)"
+        """
+        shown = mask_phone(self.raw) if self.raw and self.reason != "no_mobile" else self.raw
+        message = f"{self.reason}: {shown!r}"
+        return f"{message} ({self.detail})" if self.detail else message
+
 
 def _is_blank(text: str) -> bool:
     stripped = text.strip()

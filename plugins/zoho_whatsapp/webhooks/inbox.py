@@ -7,12 +7,18 @@ the alerts DAG marks each event handled. It lives in the send ledger's database 
 
 Statuses: ``received`` (stored, not yet handled) → ``handled`` (every message of the event is
 settled: sent, skipped, failed or unknown).
+
+The inbox is bounded: at most ``max_pending`` events may wait unhandled; a new event beyond that
+raises :class:`InboxFull` (the endpoint answers 429) while deliveries of stored events still count.
+Rows are never deleted, so an event key, once stored, makes every later delivery of that event a
+duplicate: this is what stops a replayed delivery from doing anything twice.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +35,18 @@ log = logging.getLogger(__name__)
 
 RECEIVED = "received"
 HANDLED = "handled"
+# Two-key advisory lock (its own key space, apart from the ledger's one-key locks per invoice):
+# serialises the endpoint's "count the pending events, then insert" on PostgreSQL.
+_INBOX_LOCK = (zlib.crc32(b"zoho_whatsapp") & 0x7FFFFFFF, zlib.crc32(b"webhook_inbox") & 0x7FFFFFFF)
+
+
+class InboxFull(Exception):
+    """Too many events wait unhandled: a new one is refused until the alerts DAG catches up."""
+
+    def __init__(self, pending: int, cap: int) -> None:
+        super().__init__(f"{pending} events wait unhandled (the cap is {cap})")
+        self.pending = pending
+        self.cap = cap
 
 
 @dataclass(frozen=True)
@@ -82,19 +100,26 @@ class WebhookInbox:
 
     # -- the endpoint ---------------------------------------------------------------------------
 
-    def record(self, event: AlertEvent, body_sha256: str) -> Stored:
+    def record(self, event: AlertEvent, body_sha256: str, *, max_pending: int | None = None) -> Stored:
         """Store a delivery; a second delivery of the same event only counts itself.
 
-        The insert and the duplicate check are one statement (``ON CONFLICT DO NOTHING`` on the
-        unique event key), so ten concurrent deliveries store one row whatever the timing.
+        One transaction that starts by writing: the delivery count of a stored event goes up
+        (a duplicate, accepted whatever the cap), else the pending events are counted and the new
+        one is inserted, or :class:`InboxFull` is raised when ``max_pending`` already wait. SQLite
+        has one writer at a time and PostgreSQL takes an advisory lock, so concurrent deliveries
+        never push the inbox over the cap; the insert keeps ``ON CONFLICT DO NOTHING`` on the
+        unique event key, so ten concurrent deliveries of one event still store one row.
         """
         now = utcnow()
-        insert = self._insert()
-        stmt = insert(webhook_events).values(
+        key = webhook_events.c.event_key == event.event_key
+        bump = webhook_events.update().where(key).values(
+            deliveries=webhook_events.c.deliveries + 1, last_delivery_at=now
+        )
+        stmt = self._insert()(webhook_events).values(
             event_key=event.event_key,
             kind=event.kind,
             organization_id=event.organization_id,
-            reference=event.reference[:128],
+            reference=event.reference,
             payload=event.to_json(),
             body_sha256=body_sha256,
             status=RECEIVED,
@@ -104,19 +129,31 @@ class WebhookInbox:
             announcements=0,
         ).on_conflict_do_nothing(index_elements=["event_key"])
         with self.engine.begin() as conn:
-            created = conn.execute(stmt).rowcount == 1
-            if not created:
-                conn.execute(
-                    webhook_events.update()
-                    .where(webhook_events.c.event_key == event.event_key)
-                    .values(deliveries=webhook_events.c.deliveries + 1, last_delivery_at=now)
-                )
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _INBOX_LOCK[0], "b": _INBOX_LOCK[1]})
+            created = False
+            if conn.execute(bump).rowcount == 0:
+                if max_pending is not None:
+                    pending = self._pending_count(conn)
+                    if pending >= max_pending:
+                        raise InboxFull(pending, max_pending)
+                created = conn.execute(stmt).rowcount == 1
+                if not created:  # stored by a writer the advisory lock does not cover (another cap)
+                    conn.execute(bump)
             row = conn.execute(
-                sa.select(webhook_events.c.id, webhook_events.c.deliveries, webhook_events.c.status).where(
-                    webhook_events.c.event_key == event.event_key
-                )
+                sa.select(webhook_events.c.id, webhook_events.c.deliveries, webhook_events.c.status).where(key)
             ).one()
         return Stored(row.id, event.event_key, not created, row.deliveries, row.status)
+
+    def pending_count(self) -> int:
+        """How many events wait unhandled."""
+        with self.engine.connect() as conn:
+            return self._pending_count(conn)
+
+    @staticmethod
+    def _pending_count(conn: Any) -> int:
+        query = sa.select(sa.func.count()).select_from(webhook_events).where(webhook_events.c.status == RECEIVED)
+        return int(conn.execute(query).scalar_one())
 
     # -- the trigger ----------------------------------------------------------------------------
 

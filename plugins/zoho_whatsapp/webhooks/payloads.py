@@ -15,7 +15,12 @@ Two shapes are accepted for each event:
   ``payment`` / ``customerpayment`` (Customer Payments).
 
 Anything else is a :class:`PayloadError` carrying the HTTP status to answer (400 unreadable,
-422 readable but wrong) and the fields at fault.
+422 readable but wrong) and the fields at fault. What is accepted is what the ledger can store and a
+WhatsApp template can carry: every field fits its column in :mod:`zoho_whatsapp.ledger.schema`
+(the limits below are read from there), Zoho's ids are digits (they end up in Zoho API paths), and
+no text holds control, invisible formatting or bidi-override characters or lone surrogates
+(Unicode categories Cc, Cf, Cs, Co, Zl, Zp: RLO U+202E, ZWSP U+200B, BOM U+FEFF, tag characters
+U+E0000..). A duplicated JSON key is refused too: two readers could take different copies.
 
 >>> event = parse_event("invoice_created", b'{"invoice_id": "INV-000142", "customer_name": "Priya Textiles",'
 ...                     b' "total": 48500, "due_date": "2026-07-07"}')
@@ -26,13 +31,17 @@ Anything else is a :class:`PayloadError` carrying the HTTP status to answer (400
 from __future__ import annotations
 
 import json
+import math
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from zoho_whatsapp.ledger.schema import messages, webhook_events
+from zoho_whatsapp.rules.alerts import INVOICE_CREATED, PAYMENT_RECEIVED, UNANNOUNCED_STATUSES
 from zoho_whatsapp.rules.money import parse_amount
 
 __all__ = [
@@ -45,10 +54,6 @@ __all__ = [
     "parse_event",
 ]
 
-INVOICE_CREATED = "invoice_created"
-PAYMENT_RECEIVED = "payment_received"
-# A "record created" rule also fires for drafts; a customer hears only of issued invoices.
-UNANNOUNCED_STATUSES = frozenset({"draft", "void"})
 # URL segment under /zoho-books/webhooks/ -> the event it receives
 EVENT_PATHS = {"invoices": INVOICE_CREATED, "payments": PAYMENT_RECEIVED}
 
@@ -69,11 +74,24 @@ _ZOHO_ID = re.compile(r"[0-9]{12,64}")
 _DIGITS = re.compile(r"[0-9]{1,64}")
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?![0-9])")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-MAX_ID_CHARS = 64
-MAX_NAME_CHARS = 255
-MAX_PHONE_CHARS = 40
+_STATUS = re.compile(r"[A-Za-z_]{1,32}")
+# Control, format (RLO, ZWSP, BOM, tags), surrogate, private-use, line/paragraph separator characters.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+# Zero-width (non-)joiner shape Indic scripts and emoji: a business name may need them, an identifier never.
+_NAME_JOINERS = frozenset({"\u200c", "\u200d"})
+
+
+def _width(*columns: Any) -> int:
+    return min(int(column.type.length) for column in columns)
+
+
+MAX_ORGANIZATION_CHARS = _width(messages.c.organization_id, webhook_events.c.organization_id)  # 32
+MAX_ID_CHARS = _width(messages.c.invoice_id, messages.c.invoice_number, messages.c.customer_id)  # 64
+MAX_NAME_CHARS = _width(messages.c.customer_name)  # 255
+MAX_PHONE_CHARS = 40  # what a person types, with separators; the send uses E.164 (column recipient)
 MAX_DEPTH = 32  # the bodies Zoho sends are a few levels deep; deeper is an attack or a bug
+# Zoho record timestamps that tell when the record last changed (the newest one is used).
+_CHANGE_TIMES = ("last_modified_time", "updated_time", "created_time")
 
 
 class PayloadError(ValueError):
@@ -124,6 +142,9 @@ class AlertEvent:
     date: str | None = None
     status: str | None = None
     applied: tuple[AppliedInvoice, ...] = field(default_factory=tuple)
+    # When the record last changed, as the body claims (ISO 8601, UTC). Used only to refuse stale
+    # deliveries (a claim can make an event look older, never give it any power).
+    changed_at: str | None = None
 
     @property
     def reference(self) -> str:
@@ -178,6 +199,22 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as infinity
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"the key {key[:60]!r} appears more than once in one object")
+        document[key] = value
+    return document
+
+
 def _decode(body: bytes) -> Any:
     if not body or not body.strip():
         raise PayloadError(400, "empty body: send the record as a JSON object (content type application/json)")
@@ -186,10 +223,11 @@ def _decode(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise PayloadError(400, f"malformed JSON: the body is not UTF-8 (byte {exc.start})") from None
     try:
-        document = json.loads(text, parse_constant=_reject_constant)
+        document = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                              object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise PayloadError(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except (ValueError, RecursionError) as exc:  # NaN/Infinity, over-long integers, absurd nesting
+    except (ValueError, RecursionError) as exc:  # NaN/Infinity, huge numbers, duplicate keys, absurd nesting
         raise PayloadError(400, f"malformed JSON: {str(exc)[:200]}") from None
     if _depth(document) > MAX_DEPTH:
         raise PayloadError(422, f"the JSON is nested more than {MAX_DEPTH} levels deep")
@@ -256,7 +294,8 @@ class _Fields:
         value = self.record.get(key)
         return value is not None and not (isinstance(value, str) and not value.strip())
 
-    def text(self, key: str, *, required: bool = False, max_chars: int = MAX_NAME_CHARS) -> str | None:
+    def text(self, key: str, *, required: bool = False, max_chars: int = MAX_NAME_CHARS,
+             joiners: bool = False) -> str | None:
         if not self.present(key):
             if required:
                 self.missing.append(self.name(key))
@@ -269,13 +308,22 @@ class _Fields:
         if len(text) > max_chars:
             self.wrong.append((self.name(key), f"is longer than {max_chars} characters"))
             return None
-        if _CONTROL.search(text):
-            self.wrong.append((self.name(key), "contains control characters"))
+        bad = _unsafe(text, joiners=joiners)
+        if bad:
+            self.wrong.append((self.name(key), f"contains a control or invisible formatting character ({bad})"))
             return None
         return text
 
-    def identifier(self, key: str, *, required: bool = False) -> str | None:
-        return self.text(key, required=required, max_chars=MAX_ID_CHARS)
+    def identifier(self, key: str, *, required: bool = False, max_chars: int = MAX_ID_CHARS) -> str | None:
+        return self.text(key, required=required, max_chars=max_chars)
+
+    def digits(self, key: str, *, required: bool = False, max_chars: int = MAX_ID_CHARS) -> str | None:
+        """A Zoho id: digits only, as Zoho issues them (they end up in Zoho API paths)."""
+        text = self.text(key, required=required, max_chars=max_chars)
+        if text is not None and not _DIGITS.fullmatch(text):
+            self.wrong.append((self.name(key), "must be Zoho's numeric id (digits only)"))
+            return None
+        return text
 
     def amount(self, key: str, *, required: bool = False, positive: bool = False) -> str | None:
         if not self.present(key):
@@ -314,6 +362,31 @@ class _Fields:
             return None
         return text.upper() if text else None
 
+    def status(self, key: str) -> str | None:
+        text = self.text(key, max_chars=32)
+        if text is not None and not _STATUS.fullmatch(text):
+            self.wrong.append((self.name(key), f"must be a Zoho status such as 'sent', got {text!r}"))
+            return None
+        return text
+
+    def changed_at(self) -> str | None:
+        """The newest of the record's change timestamps that carries a UTC offset, in UTC.
+
+        A value that is no timestamp, or one without an offset, is left out: the freshness check
+        it feeds is only ever a reason to refuse, and event keys already stop replays.
+        """
+        newest: datetime | None = None
+        for key in _CHANGE_TIMES:
+            text = self.text(key, max_chars=40)
+            try:
+                moment = datetime.fromisoformat(text) if text else None
+            except ValueError:
+                moment = None
+            if moment is not None and moment.tzinfo is not None:
+                moment = moment.astimezone(UTC)
+                newest = moment if newest is None or moment > newest else newest
+        return newest.isoformat() if newest else None
+
     def check(self) -> None:
         if self.missing or self.wrong:
             parts = []
@@ -346,14 +419,22 @@ def _loose_text(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
     text = str(value).strip()
-    return text if text and len(text) <= MAX_PHONE_CHARS and not _CONTROL.search(text) else None
+    return text if text and len(text) <= MAX_PHONE_CHARS and not _unsafe(text) else None
+
+
+def _unsafe(text: str, *, joiners: bool = False) -> str | None:
+    """The first character no stored or sent text may hold, as ``U+XXXX``; None when there is none."""
+    for char in text:
+        if unicodedata.category(char) in _UNSAFE_CATEGORIES and not (joiners and char in _NAME_JOINERS):
+            return f"U+{ord(char):04X}"
+    return None
 
 
 def _organization(record: Mapping[str, Any], document: Mapping[str, Any], fields: _Fields) -> str | None:
     if record is not document and fields.present("organization_id"):
-        return fields.identifier("organization_id")
+        return fields.digits("organization_id", max_chars=MAX_ORGANIZATION_CHARS)
     outer = _Fields(document, "")
-    value = outer.identifier("organization_id")
+    value = outer.digits("organization_id", max_chars=MAX_ORGANIZATION_CHARS)
     fields.wrong.extend(outer.wrong)
     return value
 
@@ -374,15 +455,16 @@ def _invoice_event(record: dict[str, Any], payload_format: str, document: dict[s
         organization_id=_organization(record, document, fields),
         invoice_id=invoice_id,
         invoice_number=number,
-        customer_id=fields.identifier("customer_id"),
-        customer_name=fields.text("customer_name", required=True),
+        customer_id=fields.digits("customer_id"),
+        customer_name=fields.text("customer_name", required=True, joiners=True),
         phones=_phones(record, fields),
         currency_code=fields.currency("currency_code"),
         total=fields.amount("total", required=True),
         balance=fields.amount("balance"),
         due_date=fields.day("due_date", required=True),
         date=fields.day("date"),
-        status=fields.identifier("status"),
+        status=fields.status("status"),
+        changed_at=fields.changed_at(),
     )
     fields.check()
     return event
@@ -402,7 +484,7 @@ def _payment_event(record: dict[str, Any], payload_format: str, document: dict[s
             fields.wrong.append((f"{fields.name('invoices')}[{index}]", f"must be an object, got {_type_name(item)}"))
             continue
         sub = _Fields(item, f"{fields.name('invoices')}[{index}].")
-        entry = AppliedInvoice(sub.identifier("invoice_id"), sub.identifier("invoice_number"),
+        entry = AppliedInvoice(sub.digits("invoice_id"), sub.identifier("invoice_number"),
                                sub.amount("amount_applied"))
         fields.wrong.extend(sub.wrong)
         if entry.invoice_id or entry.invoice_number:
@@ -414,21 +496,19 @@ def _payment_event(record: dict[str, Any], payload_format: str, document: dict[s
             raw_id, number = None, number or raw_id
         if raw_id or number:
             applied.insert(0, AppliedInvoice(raw_id, number, None))
-    payment_id = fields.identifier("payment_id", required=True)
-    if payment_id is not None and not _DIGITS.fullmatch(payment_id):
-        fields.wrong.append((fields.name("payment_id"), "must be Zoho's numeric payment id"))
     event = AlertEvent(
         kind=PAYMENT_RECEIVED,
         payload_format=payload_format,
         organization_id=_organization(record, document, fields),
-        payment_id=payment_id,
-        customer_id=fields.identifier("customer_id"),
-        customer_name=fields.text("customer_name"),
+        payment_id=fields.digits("payment_id", required=True),
+        customer_id=fields.digits("customer_id"),
+        customer_name=fields.text("customer_name", joiners=True),
         phones=_phones(record, fields),
         currency_code=fields.currency("currency_code"),
         amount=fields.amount("amount", required=True, positive=True),
         date=fields.day("date"),
         applied=tuple(applied),
+        changed_at=fields.changed_at(),
     )
     fields.check()
     return event

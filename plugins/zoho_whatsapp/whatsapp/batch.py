@@ -2,43 +2,49 @@
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from zoho_whatsapp.ledger import RunInfo, SendLedger
+from zoho_whatsapp.ledger import RunInfo, SendKey, SendLedger
+from zoho_whatsapp.ledger.ledger import RECIPIENT_CAP, RecipientCap
 from zoho_whatsapp.rules.templates import TemplateError, TemplateSpec, build_template_message, render_text
-from zoho_whatsapp.whatsapp.errors import Outcome, WhatsAppSendError
+from zoho_whatsapp.whatsapp.batching import pair_rate_order
+from zoho_whatsapp.whatsapp.errors import Outcome, PairRateExceeded, ThroughputExceeded, WhatsAppSendError
 from zoho_whatsapp.whatsapp.hook import WhatsAppHook
 from zoho_whatsapp.whatsapp.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-PAIR_INTERVAL = 6.0  # Meta: one message per 6 s to the same recipient (code 131056)
-THROUGHPUT_WINDOW = 1.0  # Meta: messages per second per number (code 130429 above it)
+_CLAIM_REFUSALS = {"cadence": "skipped_cadence", RECIPIENT_CAP: "skipped_recipient_cap"}
+PAIR_INTERVAL = PairRateExceeded.pair_interval_seconds
+THROUGHPUT_WINDOW = 1.0  # Meta counts a number's throughput per sliding second
 
 
 @dataclass(frozen=True)
 class BatchRef:
     """What XCom carries between planning and sending: where the rows are, never the rows."""
 
-    organization_id: str
-    kind: str
-    occasion: str
+    key: SendKey
     batch: int
     parallel_share: int = 1  # how many batches share the messages_per_second budget
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """Flat, for XCom and the task's log: organization_id, kind, occasion, batch, parallel_share."""
+        return {**asdict(self.key), "batch": self.batch, "parallel_share": self.parallel_share}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchRef:
+        key = SendKey(str(data["organization_id"]), str(data["kind"]), str(data["occasion"]))
+        return cls(key, int(data["batch"]), int(data.get("parallel_share", 1)))
 
 
 @dataclass
@@ -50,51 +56,43 @@ class BatchResult:
         return dict(sorted(self.counts.items()))
 
 
+@dataclass(eq=False)
 class BatchSender:
     """Claims each planned row in the ledger, sends it, settles it; the rest of the batch goes on.
 
+    :param recipient_cap: at most this many messages of its kinds to one number within its window.
     :param retry_later_attempts: in-task retries of a send Meta refused with a retry-later code;
         after that the row is released to ``planned`` and the task fails so Airflow retries it.
     """
 
-    def __init__(
-        self,
-        hook: WhatsAppHook,
-        ledger: SendLedger,
-        templates: dict[str, TemplateSpec],
-        run: RunInfo,
-        *,
-        messages_per_second: float = 20.0,
-        max_workers: int = 8,
-        min_days_between: int = 0,
-        retry_later_attempts: int = 3,
-        backoff_seconds: float = 2.0,
-        pair_interval: float = PAIR_INTERVAL,
-        dry_run: bool = False,
-    ) -> None:
-        self.hook = hook
-        self.ledger = ledger
-        self.templates = templates
-        self.run = run
-        self.limiter = RateLimiter(messages_per_second)
-        self.max_workers = max(1, max_workers)
-        self.min_days_between = min_days_between
-        self.retry_later_attempts = retry_later_attempts
-        self.backoff_seconds = backoff_seconds
-        self.pair_interval = pair_interval
-        self.dry_run = dry_run
+    hook: WhatsAppHook
+    ledger: SendLedger
+    templates: dict[str, TemplateSpec]
+    run: RunInfo
+    _: KW_ONLY
+    messages_per_second: float = 20.0
+    max_workers: int = 8
+    min_days_between: int = 0
+    recipient_cap: RecipientCap | None = None
+    retry_later_attempts: int = 3
+    backoff_seconds: float = 2.0
+    pair_interval: float = PAIR_INTERVAL
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.messages_per_second)
+        self.max_workers = max(1, self.max_workers)
         self._stop = threading.Event()
         self._pair_lock = threading.Lock()
         self._next_for_recipient: dict[str, float] = {}
+        self._in_flight: set[str] = set()
         self._result = BatchResult()
         self._count_lock = threading.Lock()
         self._done = 0
         self._total = 0
 
     def send(self, ref: BatchRef) -> BatchResult:
-        rows = self.ledger.batch_rows(
-            organization_id=ref.organization_id, kind=ref.kind, occasion=ref.occasion, batch=ref.batch
-        )
+        rows = self.ledger.batch_rows(ref.key, ref.batch)
         interrupted = self.ledger.mark_interrupted([r["id"] for r in rows if r["status"] == "sending"], self.run)
         if interrupted:
             log.warning(
@@ -107,12 +105,12 @@ class BatchSender:
         already = Counter(r["status"] for r in rows if r["status"] != "planned")
         log.info(
             "batch %s of %s/%s: %d to send, already settled: %s",
-            ref.batch, ref.kind, ref.occasion, len(todo), dict(already) or "none",
+            ref.batch, ref.key.kind, ref.key.occasion, len(todo), dict(already) or "none",
         )
         if self.dry_run:
             return self._dry_run(todo)
         self._total = len(todo)
-        ordered = _pair_rate_order(todo, self.limiter.interval, self.pair_interval)
+        ordered = pair_rate_order(todo, self.limiter.interval, self.pair_interval)
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="whatsapp-send") as pool:
             try:
                 for _ in pool.map(self._send_one, ordered):
@@ -142,10 +140,21 @@ class BatchSender:
         if self._stop.is_set():
             return
         self._wait_for_recipient(row["recipient"])
+        try:
+            self._claim_and_send(row)
+        finally:
+            self._recipient_done(row["recipient"])
+
+    def _claim_and_send(self, row: dict[str, Any]) -> None:
         token = uuid.uuid4().hex
-        claim = self.ledger.claim(row["id"], self.run, token, min_days_between=self.min_days_between)
+        claim = self.ledger.claim(
+            row["id"], self.run, token, min_days_between=self.min_days_between, recipient_cap=self.recipient_cap
+        )
         if not claim.claimed:
-            self._count("skipped_cadence" if claim.reason == "cadence" else "already_taken")
+            if claim.reason == RECIPIENT_CAP:
+                log.warning("%s to %s not sent: that number already had %d alert(s) within the hour",
+                            row["invoice_number"], row["phone_masked"], self.recipient_cap.limit)
+            self._count(_CLAIM_REFUSALS.get(claim.reason, "already_taken"))
             return
         try:
             body = self._body(row)
@@ -165,9 +174,9 @@ class BatchSender:
             except WhatsAppSendError as exc:
                 attempt += 1
                 if exc.outcome is Outcome.RETRY_LATER and attempt <= self.retry_later_attempts:
-                    if exc.code == 131056:
+                    if isinstance(exc, PairRateExceeded):
                         wait = self.pair_interval
-                    elif exc.code == 130429:
+                    elif isinstance(exc, ThroughputExceeded):
                         # Meta counts throughput per sliding second: a second's pause is back under the cap.
                         wait = min(self.backoff_seconds, THROUGHPUT_WINDOW) * 2 ** (attempt - 1)
                         self.limiter.pause(wait)
@@ -217,12 +226,22 @@ class BatchSender:
         return build_template_message(spec, row["recipient"], params, language=row["template_language"], opaque=opaque)
 
     def _wait_for_recipient(self, recipient: str) -> None:
+        # Meta measures the pair rate where the requests arrive, so the next message to a number
+        # waits for the previous one's answer and then the whole interval: a request delayed on a
+        # busy machine can never land closer than the interval to the one after it.
+        while True:
+            with self._pair_lock:
+                now = time.monotonic()
+                ready = self._next_for_recipient.get(recipient, now)
+                if recipient not in self._in_flight and ready <= now:
+                    self._in_flight.add(recipient)
+                    return
+            time.sleep(max(ready - now, 0.005))
+
+    def _recipient_done(self, recipient: str) -> None:
         with self._pair_lock:
-            now = time.monotonic()
-            slot = max(now, self._next_for_recipient.get(recipient, now))
-            self._next_for_recipient[recipient] = slot + self.pair_interval
-        if slot > now:
-            time.sleep(slot - now)
+            self._in_flight.discard(recipient)
+            self._next_for_recipient[recipient] = time.monotonic() + self.pair_interval
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._count_lock:
@@ -250,37 +269,3 @@ class BatchSender:
         log.info("dry run: %d message(s) rendered, none sent", len(todo))
         return self._result
 
-
-def _pair_rate_order(rows: list[dict[str, Any]], interval: float, pair_interval: float) -> list[dict[str, Any]]:
-    """The send order in which Meta's pair rate (one message per recipient per 6 s) costs least.
-
-    A recipient with k messages needs at least ``(k - 1) * pair_interval`` seconds, so the batch
-    can end no sooner than its longest chain; the chain only stays that short if it starts at
-    once and every later message goes out as soon as its spacing allows. This walks the batch's
-    own clock, one send slot every ``interval`` seconds: at each slot the recipient allowed to
-    send with the most messages left goes first, others fill the gaps. With one message per
-    recipient it is plain row order.
-    """
-    queues: dict[str, deque[dict[str, Any]]] = {}
-    for row in sorted(rows, key=lambda r: r["id"]):
-        queues.setdefault(str(row.get("recipient") or ""), deque()).append(row)
-    ready = [(-len(q), q[0]["id"], recipient) for recipient, q in queues.items()]
-    heapq.heapify(ready)
-    waiting: list[tuple[float, int, str]] = []  # (may send again at, next row id, recipient)
-    clock = 0.0
-    order: list[dict[str, Any]] = []
-    while ready or waiting:
-        while waiting and waiting[0][0] <= clock:
-            _, _, recipient = heapq.heappop(waiting)
-            left = queues[recipient]
-            heapq.heappush(ready, (-len(left), left[0]["id"], recipient))
-        if not ready:
-            clock = waiting[0][0]
-            continue
-        _, _, recipient = heapq.heappop(ready)
-        left = queues[recipient]
-        order.append(left.popleft())
-        if left:
-            heapq.heappush(waiting, (clock + pair_interval, left[0]["id"], recipient))
-        clock += interval
-    return order

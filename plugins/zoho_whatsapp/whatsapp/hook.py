@@ -9,10 +9,24 @@ from typing import Any
 
 import requests
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 from requests.adapters import HTTPAdapter
 
-from zoho_whatsapp.whatsapp.errors import Outcome, WhatsAppConfigError, WhatsAppSendError, classify
+from zoho_whatsapp.hosts import META_HOSTS, HostNotAllowed, checked_base_url
+from zoho_whatsapp.whatsapp.errors import (
+    AccessTokenMissing,
+    EndpointMismatch,
+    OutcomeUnknown,
+    PhoneNumberIdMissing,
+    PhoneNumberUnusable,
+    StopRun,
+    WhatsAppConnectionMissing,
+    WhatsAppHostNotAllowed,
+    WhatsAppUnreachable,
+    describe_envelope,
+    from_envelope,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +57,18 @@ class WhatsAppHook(BaseHook):
 
     Connection ``whatsapp_default``: password = access token (a system-user token), extra:
     ``phone_number_id``, ``api_version`` (default v23.0), ``base_url`` (default
-    https://graph.facebook.com).
+    https://graph.facebook.com; only that host, or loopback for the sandbox: any other is refused
+    before a request leaves).
 
     .. code-block:: python
 
         hook = WhatsAppHook()
         wamid = hook.send_message(body)  # body built by rules.templates.build_template_message
 
-    Failures raise :class:`WhatsAppSendError` whose ``outcome`` says whether the message may be
-    retried (``RETRY_LATER``), must not be resent blindly (``UNKNOWN``), is hopeless
-    (``PERMANENT``) or whether the whole run should stop (``STOP_RUN``).
+    Failures raise the class of :mod:`zoho_whatsapp.whatsapp.errors` for Meta's code; its
+    ``outcome`` says whether the message may be retried (``RETRY_LATER``), must not be resent
+    blindly (``UNKNOWN``), is hopeless (``PERMANENT``) or whether the whole run should stop
+    (``STOP_RUN``), and its message names the connection and ends with the fix.
 
     :param whatsapp_conn_id: the Airflow connection to use.
     :param timeout: seconds to wait for the API's answer.
@@ -72,23 +88,30 @@ class WhatsAppHook(BaseHook):
 
     @cached_property
     def settings(self) -> WhatsAppSettings:
-        conn = self.get_connection(self.whatsapp_conn_id)
+        """The connection's fields, checked: the one place they are read, before any request leaves."""
+        conn_id = self.whatsapp_conn_id
+        try:
+            conn = self.get_connection(conn_id)
+        except AirflowNotFoundException as exc:
+            raise WhatsAppConnectionMissing(str(exc), conn_id=conn_id) from None
         extra = conn.extra_dejson
-        where = f"connection {self.whatsapp_conn_id!r}"
+        where = f"connection {conn_id!r}"
         if not conn.password:
-            raise WhatsAppConfigError(f"{where} has no password: put the Cloud API access token there")
+            raise AccessTokenMissing(f"{where} has no password", conn_id=conn_id)
         phone_number_id = str(extra.get("phone_number_id") or "").strip()
         if not phone_number_id:
-            raise WhatsAppConfigError(
-                f"{where} has no extra.phone_number_id (WhatsApp Manager → API Setup → Phone number ID)"
-            )
+            raise PhoneNumberIdMissing(f"{where} has no extra.phone_number_id", conn_id=conn_id)
         mask_secret(conn.password)
+        try:
+            base_url = checked_base_url(str(extra.get("base_url") or DEFAULT_BASE_URL), META_HOSTS)
+        except HostNotAllowed as exc:
+            raise WhatsAppHostNotAllowed(f"extra.base_url refused, no request was sent: {exc}", conn_id=conn_id) from None
         return WhatsAppSettings(
-            conn_id=self.whatsapp_conn_id,
+            conn_id=conn_id,
             access_token=conn.password,
             phone_number_id=phone_number_id,
             api_version=str(extra.get("api_version") or DEFAULT_API_VERSION),
-            base_url=str(extra.get("base_url") or DEFAULT_BASE_URL).rstrip("/"),
+            base_url=base_url,
         )
 
     def get_conn(self) -> requests.Session:
@@ -104,87 +127,79 @@ class WhatsAppHook(BaseHook):
         return session
 
     def send_message(self, body: dict[str, Any]) -> str:
-        """POST one message and return its ``wamid``; raise :class:`WhatsAppSendError` otherwise.
+        """POST one message and return its ``wamid``; raise a :class:`WhatsAppSendError` otherwise.
 
         Never retries by itself: whether a retry is safe depends on the ledger, which the
-        caller owns.
+        caller owns. The error's class (from Meta's code) carries its outcome and fix.
         """
         s = self.settings
+        conn_id = self.whatsapp_conn_id
         try:
             response = self._session.post(s.messages_url, json=body, timeout=self.timeout)
         except requests.RequestException as exc:
             # The request may have reached Meta before the connection broke.
-            raise WhatsAppSendError(
-                f"no answer from the Cloud API ({exc.__class__.__name__}): the message may have been sent",
-                outcome=Outcome.UNKNOWN,
-            ) from exc
+            raise OutcomeUnknown(f"no answer from the Cloud API ({exc.__class__.__name__})", conn_id=conn_id) from exc
         payload = _json_or_none(response)
         error = payload.get("error") if isinstance(payload, dict) else None
+        status = response.status_code
         if isinstance(error, dict):
-            raise self._envelope_error(response.status_code, error)
-        if 400 <= response.status_code < 500:
+            raise from_envelope(error, status=status, conn_id=conn_id)
+        if 400 <= status < 500:
             # Not Meta's envelope: a wrong base_url or api_version, so every send would fail alike.
-            raise WhatsAppSendError(
-                f"HTTP {response.status_code} without a Cloud API error envelope from {s.messages_url}: "
-                f"check base_url and api_version of connection {self.whatsapp_conn_id!r}",
-                outcome=Outcome.STOP_RUN,
-                status=response.status_code,
+            raise EndpointMismatch(
+                f"HTTP {status} without a Cloud API error envelope from {s.messages_url}", conn_id=conn_id, status=status
             )
-        if response.status_code >= 300 or not isinstance(payload, dict):
-            raise WhatsAppSendError(
-                f"HTTP {response.status_code} without a Cloud API error envelope: the message may have been sent",
-                outcome=Outcome.UNKNOWN,
-                status=response.status_code,
-            )
+        if status >= 300 or not isinstance(payload, dict):
+            raise OutcomeUnknown(f"HTTP {status} without a Cloud API error envelope", conn_id=conn_id, status=status)
         try:
             return str(payload["messages"][0]["id"])
         except (KeyError, IndexError, TypeError):
-            raise WhatsAppSendError(
-                f"HTTP {response.status_code} but no message id in the answer: {str(payload)[:200]}",
-                outcome=Outcome.UNKNOWN,
-                status=response.status_code,
+            raise OutcomeUnknown(
+                f"HTTP {status} but no message id in the answer: {str(payload)[:200]}", conn_id=conn_id, status=status
             ) from None
 
-    def _envelope_error(self, status: int, error: dict[str, Any]) -> WhatsAppSendError:
-        code = error.get("code")
-        try:
-            code = int(code) if code is not None else None
-        except (TypeError, ValueError):
-            code = None
-        details = (error.get("error_data") or {}).get("details") if isinstance(error.get("error_data"), dict) else None
-        text = f"Cloud API error {code}: {error.get('message')}" + (f" ({details})" if details else "")
-        outcome = classify(code)
-        if outcome is Outcome.STOP_RUN:
-            text += (
-                f". Fix connection {self.whatsapp_conn_id!r}: a new access token (code 190), the account's "
-                "restrictions (368, 131031) or the phone number's registration (133010)"
-            )
-        return WhatsAppSendError(
-            text, outcome=outcome, code=code, status=status, fbtrace_id=error.get("fbtrace_id")
-        )
-
     def get_phone_number(self) -> dict[str, Any]:
-        """The business phone number's profile (``verified_name``, ``display_phone_number`` ...)."""
+        """The business phone number's profile (``verified_name``, ``display_phone_number`` ...).
+
+        A refusal raises a :class:`WhatsAppConfigError`: the token's or account's own class when
+        Meta's code says so, else :class:`PhoneNumberUnusable`.
+        """
         s = self.settings
+        conn_id = self.whatsapp_conn_id
         try:
             response = self._session.get(s.phone_number_url, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise WhatsAppConfigError(f"connection {self.whatsapp_conn_id!r}: cannot reach {s.base_url}: {exc}") from exc
+            raise WhatsAppUnreachable(f"cannot reach {s.base_url}: {exc}", conn_id=conn_id) from exc
         payload = _json_or_none(response)
         error = payload.get("error") if isinstance(payload, dict) else None
-        if isinstance(error, dict) or response.status_code >= 300:
-            problem = self._envelope_error(response.status_code, error) if isinstance(error, dict) else response.text[:200]
-            raise WhatsAppConfigError(
-                f"connection {self.whatsapp_conn_id!r}: phone number {s.phone_number_id} not usable: {problem}"
+        status = response.status_code
+        if isinstance(error, dict):
+            refused = from_envelope(error, status=status, conn_id=conn_id)
+            if isinstance(refused, StopRun):
+                raise refused
+            code, text = describe_envelope(error)
+            raise PhoneNumberUnusable(
+                f"phone number {s.phone_number_id} not usable: {text}", conn_id=conn_id, code=code, status=status
+            )
+        if status >= 300 or not isinstance(payload, dict):
+            raise EndpointMismatch(
+                f"phone number {s.phone_number_id} not usable: HTTP {status} from {s.phone_number_url}: "
+                f"{response.text[:200]}",
+                conn_id=conn_id, status=status,
             )
         return payload
 
+    def check_connection(self) -> str:
+        """Read the business number with the token; a failure raises its error class."""
+        info = self.get_phone_number()
+        return f"WhatsApp number {info.get('display_phone_number')} ({info.get('verified_name')}) is reachable"
+
     def test_connection(self) -> tuple[bool, str]:
+        """What Airflow's "Test" button shows: :meth:`check_connection`'s text, or the error and its fix."""
         try:
-            info = self.get_phone_number()
+            return True, self.check_connection()
         except Exception as exc:
             return False, str(exc)
-        return True, f"WhatsApp number {info.get('display_phone_number')} ({info.get('verified_name')}) is reachable"
 
 
 def _json_or_none(response: requests.Response) -> Any:

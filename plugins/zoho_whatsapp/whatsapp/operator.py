@@ -57,31 +57,22 @@ class WhatsAppOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, int]:
         # Imported here so that parsing a DAG file that uses this operator stays cheap.
         from zoho_whatsapp.ledger import RunInfo, SendLedger
-        from zoho_whatsapp.rules.templates import load_templates
-        from zoho_whatsapp.whatsapp.batch import BatchRef, BatchSender
-        from zoho_whatsapp.whatsapp.hook import WhatsAppHook
+        from zoho_whatsapp.pipeline import BatchRef, send_batch
 
-        ti = context["ti"]
-        ref = BatchRef(**self.batch)
-        run = RunInfo(dag_id=ti.dag_id, run_id=ti.run_id, map_index=ti.map_index, try_number=ti.try_number)
         ledger = SendLedger.from_connection(self.ledger_conn_id)
-        hook = WhatsAppHook(self.whatsapp_conn_id, pool_size=self.max_workers)
-        rate = float(self.messages_per_second) / max(1, ref.parallel_share)
-        sender = BatchSender(
-            hook,
-            ledger,
-            load_templates(),
-            run,
-            messages_per_second=rate,
-            max_workers=self.max_workers,
-            min_days_between=int(self.min_days_between_reminders),
-            dry_run=_as_bool(self.dry_run),
-        )
         try:
-            return sender.send(ref).as_dict()
+            return send_batch(
+                ledger,
+                BatchRef.from_dict(self.batch),
+                RunInfo.of(context["ti"]),
+                whatsapp_conn_id=self.whatsapp_conn_id,
+                messages_per_second=float(self.messages_per_second),
+                max_workers=self.max_workers,
+                min_days_between=int(self.min_days_between_reminders),
+                dry_run=_as_bool(self.dry_run),
+            ).as_dict()
         finally:
             ledger.dispose()
-
 
 def _as_bool(value: bool | str) -> bool:
     return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")

@@ -8,7 +8,7 @@ import time
 # How much later than its slot a request may reach the provider (thread wake-up, scheduling, the
 # network). Meta counts messages per sliding second at its end; slots spaced exactly 1/rate apart
 # put rate + 1 requests into one second as soon as one of them is a little late (measured: a few
-# 130429 per thousand messages with four batches sharing 80/s). Spacing them (1 + JITTER)/rate
+# ThroughputExceeded errors per thousand messages with four batches sharing 80/s). Spacing them (1 + JITTER)/rate
 # apart keeps every sliding second at or under rate for lateness up to JITTER, for about 5% less
 # than the nominal rate.
 JITTER_SECONDS = 0.05

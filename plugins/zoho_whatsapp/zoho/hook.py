@@ -12,39 +12,31 @@ from typing import Any
 
 import requests
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
 from zoho_whatsapp.zoho.errors import (
-    ZohoApiError,
-    ZohoAuthError,
+    ZohoBadResponse,
     ZohoConfigError,
+    ZohoConnectionMissing,
     ZohoError,
+    ZohoOrganizationUnknown,
     ZohoQuotaExhausted,
     ZohoRateLimited,
-    ZohoTokenThrottled,
+    ZohoRegionUnknown,
+    ZohoServerError,
+    ZohoUnreachable,
+    from_response,
 )
-from zoho_whatsapp.zoho.regions import get_region
+from zoho_whatsapp.zoho.oauth import ZohoSettings, mint_access_token
+from zoho_whatsapp.zoho.regions import ACCOUNTS_HOSTS, API_HOSTS, allowed_url, get_region
 from zoho_whatsapp.zoho.token_cache import CachedToken, TokenCache
+
+__all__ = ["Organization", "RetryPolicy", "ZohoBooksHook", "ZohoSettings"]
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200  # Zoho's maximum per_page
-THROTTLE_CODES = {44, 1070}  # per-minute and concurrency limits: waiting helps
-QUOTA_CODE = 45  # daily quota: waiting until tomorrow is the only fix
-
-
-@dataclass(frozen=True)
-class ZohoSettings:
-    """Everything the hook needs, merged from the connection in one place."""
-
-    conn_id: str
-    client_id: str
-    client_secret: str
-    refresh_token: str
-    region: str
-    accounts_url: str
-    api_url: str | None  # explicit override; otherwise the token's api_domain, then the region
-    organization_id: str | None
 
 
 @dataclass(frozen=True)
@@ -55,13 +47,56 @@ class Organization:
     currency_code: str
 
 
+@dataclass
+class RetryPolicy:
+    """What one Books call may absorb before its error reaches the caller.
+
+    A 401 refreshes the token once (it may have expired, or a newer token displaced it). Zoho's
+    throttles (:class:`ZohoRateLimited`) are waited out as ``X-Rate-Limit-Reset`` says, at most
+    ``max_throttle_waits`` times. A GET without an answer or with a 5xx is repeated twice with
+    backoff: reads are safe to repeat, writes are not. The daily quota is never retried.
+    """
+
+    max_throttle_waits: int
+    max_read_retries: int = 2
+    refreshed: bool = False
+    throttle_waits: int = 0
+    read_retries: int = 0
+
+    def refresh_first(self, exc: ZohoError) -> bool:
+        """Whether to refresh the token and repeat the call (once per call)."""
+        if exc.status == 401 and not self.refreshed:
+            self.refreshed = True
+            return True
+        return False
+
+    def wait_before_retry(self, exc: ZohoError, method: str, what: str) -> float | None:
+        """Seconds to wait before repeating the call, or ``None`` to let ``exc`` reach the caller."""
+        if isinstance(exc, ZohoQuotaExhausted):
+            return None
+        if isinstance(exc, ZohoRateLimited):
+            self.throttle_waits += 1
+            if self.throttle_waits > self.max_throttle_waits:
+                raise ZohoRateLimited(
+                    f"still throttled after {self.max_throttle_waits} waits on {what} ({exc.reason})",
+                    conn_id=exc.conn_id, code=exc.code, status=exc.status,
+                ) from exc
+            return exc.retry_after if exc.retry_after is not None else 2.0**self.throttle_waits
+        transient = isinstance(exc, (ZohoUnreachable, ZohoServerError)) or (exc.status or 0) >= 500
+        if transient and method.upper() == "GET" and self.read_retries < self.max_read_retries:
+            self.read_retries += 1
+            return 2.0**self.read_retries
+        return None
+
+
 class ZohoBooksHook(BaseHook):
     """
     Talk to Zoho Books v3 with a cached, shared OAuth access token.
 
     Connection ``zoho_books_default``: login = client id, password = client secret, extra:
     ``refresh_token``, ``region`` (us, eu, in, au, jp, ca, cn, sa; default in), optional
-    ``organization_id``, ``accounts_url`` and ``api_url`` overrides.
+    ``organization_id``, ``accounts_url`` and ``api_url`` overrides (official Zoho hosts, or
+    loopback for the sandbox: any other host is refused before a request leaves).
 
     .. code-block:: python
 
@@ -70,9 +105,12 @@ class ZohoBooksHook(BaseHook):
         for invoice in hook.list_overdue_invoices():
             print(invoice["invoice_number"], invoice["balance"])
 
+    Failures raise the class of :mod:`zoho_whatsapp.zoho.errors` for Zoho's answer; its message
+    names the connection and ends with the fix.
+
     :param zoho_books_conn_id: the Airflow connection to use.
     :param timeout: seconds to wait for each HTTP response.
-    :param max_throttle_waits: how many 429 answers (codes 44/1070) to wait out before giving up.
+    :param max_throttle_waits: how many throttled answers to wait out before giving up.
     """
 
     conn_name_attr = "zoho_books_conn_id"
@@ -105,9 +143,13 @@ class ZohoBooksHook(BaseHook):
 
     @cached_property
     def settings(self) -> ZohoSettings:
-        conn = self.get_connection(self.zoho_books_conn_id)
+        """The connection's fields, checked: the one place they are read, before any request leaves."""
+        conn_id = self.zoho_books_conn_id
+        try:
+            conn = self.get_connection(conn_id)
+        except AirflowNotFoundException as exc:
+            raise ZohoConnectionMissing(str(exc), conn_id=conn_id) from None
         extra = conn.extra_dejson
-        where = f"connection {self.zoho_books_conn_id!r}"
         missing = [
             field
             for field, value in (
@@ -118,23 +160,27 @@ class ZohoBooksHook(BaseHook):
             if not value
         ]
         if missing:
-            raise ZohoConfigError(f"{where} is missing {', '.join(missing)}")
+            raise ZohoConfigError(f"connection {conn_id!r} is missing {', '.join(missing)}", conn_id=conn_id)
         try:
             region = get_region(extra.get("region"))
         except ValueError as exc:
-            raise ZohoConfigError(f"{where}: {exc}") from None
+            raise ZohoRegionUnknown(str(exc), conn_id=conn_id) from None
         refresh_token = str(extra["refresh_token"])
         mask_secret(refresh_token)
         mask_secret(conn.password)
         org = extra.get("organization_id")
+        api_url = extra.get("api_url")
         return ZohoSettings(
-            conn_id=self.zoho_books_conn_id,
+            conn_id=conn_id,
             client_id=conn.login,
             client_secret=conn.password,
             refresh_token=refresh_token,
             region=region.code,
-            accounts_url=(extra.get("accounts_url") or region.accounts_url).rstrip("/"),
-            api_url=(extra.get("api_url") or "").rstrip("/") or None,
+            accounts_url=allowed_url(
+                extra.get("accounts_url") or region.accounts_url, ACCOUNTS_HOSTS, conn_id=conn_id,
+                field="extra.accounts_url",
+            ),
+            api_url=allowed_url(api_url, API_HOSTS, conn_id=conn_id, field="extra.api_url") if api_url else None,
             organization_id=str(org) if org else None,
         )
 
@@ -155,10 +201,19 @@ class ZohoBooksHook(BaseHook):
 
     @property
     def api_root(self) -> str:
-        """``https://www.zohoapis.in/books/v3`` for an Indian account."""
+        """``https://www.zohoapis.in/books/v3`` for an Indian account.
+
+        The token's ``api_domain`` comes from the token endpoint (or the shared cache Variable), so it
+        passes the same host check as the connection's fields.
+        """
         s = self.settings
-        base = s.api_url or (self._token.api_domain if self._token else None) or get_region(s.region).api_url
-        return f"{base.rstrip('/')}/books/v3"
+        if s.api_url:
+            base = s.api_url
+        elif self._token and self._token.api_domain:
+            base = allowed_url(self._token.api_domain, API_HOSTS, conn_id=s.conn_id, field="the token's api_domain")
+        else:
+            base = get_region(s.region).api_url
+        return f"{base}/books/v3"
 
     # -- OAuth ------------------------------------------------------------------------------
 
@@ -185,41 +240,9 @@ class ZohoBooksHook(BaseHook):
             return self._token.access_token
 
     def _request_token(self) -> CachedToken:
-        s = self.settings
-        url = f"{s.accounts_url}/oauth/v2/token"
-        data = {
-            "grant_type": "refresh_token",
-            "refresh_token": s.refresh_token,
-            "client_id": s.client_id,
-            "client_secret": s.client_secret,
-        }
         self.token_requests += 1
-        try:
-            response = self._session.post(url, data=data, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise ZohoError(f"connection {s.conn_id!r}: could not reach {url}: {exc}") from exc
-        body = _json_or_none(response)
-        if body is None or not isinstance(body, dict):
-            raise ZohoAuthError(
-                f"connection {s.conn_id!r}: {url} answered HTTP {response.status_code} without JSON; "
-                f"is accounts_url right for region {s.region!r}?",
-                status=response.status_code,
-            )
-        if "error" in body or "access_token" not in body:
-            raise token_error(s, body)
-        token = CachedToken(
-            access_token=body["access_token"],
-            expires_at=time.time() + float(body.get("expires_in", 3600)),
-            api_domain=body.get("api_domain"),
-        )
-        mask_secret(token.access_token)
+        token = mint_access_token(self.settings, self._session, timeout=self.timeout)
         self.token_cache.put(token)
-        log.info(
-            "Zoho access token refreshed for connection %s (valid %ss, api domain %s)",
-            s.conn_id,
-            body.get("expires_in", 3600),
-            token.api_domain,
-        )
         return token
 
     # -- Books API --------------------------------------------------------------------------
@@ -233,92 +256,57 @@ class ZohoBooksHook(BaseHook):
         json: dict[str, Any] | None = None,
         organization: bool = True,
     ) -> dict[str, Any]:
-        """Call ``/books/v3/<path>`` and return the decoded envelope (``code`` 0 guaranteed).
+        """Call ``/books/v3/<path>`` and return the decoded envelope of a successful answer.
 
-        Adds ``organization_id``, refreshes the token once on 401, waits out 429 throttles
-        (codes 44 and 1070, honouring ``X-Rate-Limit-Reset``) and turns Zoho's error
-        envelopes, including those sent with HTTP 200, into exceptions.
+        Adds ``organization_id``; :meth:`run` sends once and :meth:`check_response` turns Zoho's
+        error envelopes (HTTP 200 ones too) into the error classes; :class:`RetryPolicy` decides
+        which of those are refreshed, waited out or repeated.
         """
         query = dict(params or {})
         if organization:
             query["organization_id"] = self.organization_id
-        refreshed = False
-        waits = 0
-        server_errors = 0
+        what = f"{method} {path}"
+        policy = RetryPolicy(self.max_throttle_waits)
         while True:
             token = self.get_access_token(min_validity=60)
-            url = f"{self.api_root}/{path.lstrip('/')}"
-            self.api_calls += 1
             try:
-                response = self._session.request(
-                    method,
-                    url,
-                    params=query,
-                    json=json,
-                    headers={"Authorization": f"Zoho-oauthtoken {token}"},
-                    timeout=self.timeout,
-                )
-            except requests.RequestException as exc:
-                if method.upper() == "GET" and server_errors < 2:
-                    server_errors += 1
-                    self._sleep(2.0**server_errors, f"{exc.__class__.__name__} on GET {path}")
+                return self.check_response(self.run(method, path, token, params=query, json=json), what)
+            except ZohoError as exc:
+                if policy.refresh_first(exc):
+                    log.info("Zoho answered 401 on %s: refreshing the access token once and retrying", path)
+                    self.token_cache.forget()
+                    self.refresh_access_token(stale=token)
                     continue
-                raise ZohoError(f"connection {self.zoho_books_conn_id!r}: {method} {path} failed: {exc}") from exc
-            body = _json_or_none(response)
-            code = body.get("code") if isinstance(body, dict) else None
-            message = body.get("message") if isinstance(body, dict) else None
+                wait = policy.wait_before_retry(exc, method, what)
+                if wait is None:
+                    raise
+                self._sleep(wait, f"{exc.__class__.__name__} on {what}")
 
-            if response.status_code == 401 and not refreshed:
-                refreshed = True
-                log.info("Zoho answered 401 on %s: refreshing the access token once and retrying", path)
-                self.token_cache.forget()
-                self.refresh_access_token(stale=token)
-                continue
-            if response.status_code == 401:
-                raise ZohoAuthError(
-                    f"connection {self.zoho_books_conn_id!r}: Zoho rejected a freshly refreshed token on "
-                    f"{path} (HTTP 401, code {code}: {message}). Check the region (now "
-                    f"{self.settings.region!r}, API {self.api_root}) and the scopes of the grant.",
-                    code=code,
-                    status=401,
-                )
-            if code == QUOTA_CODE:
-                raise ZohoQuotaExhausted(
-                    f"connection {self.zoho_books_conn_id!r}: the organization's daily Zoho Books API quota is "
-                    f"spent (code 45: {message}). It resets at midnight in the organization's time zone; "
-                    "re-run then, or upgrade the Zoho plan.",
-                    code=code,
-                    status=response.status_code,
-                )
-            if response.status_code == 429 or code in THROTTLE_CODES:
-                waits += 1
-                if waits > self.max_throttle_waits:
-                    raise ZohoRateLimited(
-                        f"connection {self.zoho_books_conn_id!r}: still throttled after {self.max_throttle_waits} "
-                        f"waits on {path} (code {code}: {message})",
-                        code=code,
-                        status=response.status_code,
-                    )
-                self._sleep(_reset_seconds(response, waits), f"Zoho throttle (code {code}) on {path}")
-                continue
-            if response.status_code >= 500 and method.upper() == "GET" and server_errors < 2:
-                server_errors += 1
-                self._sleep(2.0**server_errors, f"Zoho HTTP {response.status_code} on {path}")
-                continue
-            if not isinstance(body, dict):
-                raise ZohoApiError(
-                    f"connection {self.zoho_books_conn_id!r}: {method} {path} answered HTTP "
-                    f"{response.status_code} with a body that is not a Zoho envelope: {response.text[:200]!r}",
-                    status=response.status_code,
-                )
-            if code != 0 or response.status_code >= 400:
-                raise ZohoApiError(
-                    f"connection {self.zoho_books_conn_id!r}: {method} {path} failed with Zoho code {code}: "
-                    f"{message} (HTTP {response.status_code})" + _hint(code, message),
-                    code=code,
-                    status=response.status_code,
-                )
+    def run(
+        self, method: str, path: str, token: str, *, params: dict[str, Any], json: dict[str, Any] | None
+    ) -> requests.Response:
+        """Send one Books API request; no answer at all raises :class:`ZohoUnreachable`."""
+        self.api_calls += 1
+        try:
+            return self._session.request(
+                method,
+                f"{self.api_root}/{path.lstrip('/')}",
+                params=params,
+                json=json,
+                headers={"Authorization": f"Zoho-oauthtoken {token}"},
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise ZohoUnreachable(f"{method} {path} failed: {exc}", conn_id=self.zoho_books_conn_id) from exc
+
+    def check_response(self, response: requests.Response, what: str) -> dict[str, Any]:
+        """The envelope of a successful answer; otherwise raise the class for Zoho's code."""
+        body = _json_or_none(response)
+        error = from_response(response.status_code, body, conn_id=self.zoho_books_conn_id, what=what)
+        if error is None:
             return body
+        error.retry_after = _reset_seconds(response)
+        raise error
 
     def iter_pages(self, path: str, key: str, params: dict[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
         """Yield each page's rows, 200 at a time, until ``page_context.has_more_page`` is false."""
@@ -327,7 +315,8 @@ class ZohoBooksHook(BaseHook):
             body = self.request("GET", path, params={**(params or {}), "page": page, "per_page": PAGE_SIZE})
             rows = body.get(key)
             if not isinstance(rows, list):
-                raise ZohoApiError(f"GET {path} page {page}: the response has no {key!r} list")
+                raise ZohoBadResponse(f"GET {path} page {page}: the response has no {key!r} list",
+                                      conn_id=self.zoho_books_conn_id)
             yield rows
             context = body.get("page_context") or {}
             if not context.get("has_more_page"):
@@ -362,15 +351,17 @@ class ZohoBooksHook(BaseHook):
         if wanted:
             match = [o for o in orgs if str(o.get("organization_id")) == wanted]
             if not match:
-                raise ZohoConfigError(
-                    f"{where}: organization_id {wanted} is not one of this account's organizations: {listing}"
+                raise ZohoOrganizationUnknown(
+                    f"{where}: organization_id {wanted} is not one of this account's organizations: {listing}",
+                    conn_id=self.zoho_books_conn_id,
                 )
         elif len(orgs) == 1:
             match = orgs
             log.info("using the account's only organization %s", listing)
         else:
-            raise ZohoConfigError(
-                f"{where}: set extra.organization_id; the account has {len(orgs)} organizations: {listing}"
+            raise ZohoOrganizationUnknown(
+                f"{where}: set extra.organization_id; the account has {len(orgs)} organizations: {listing}",
+                conn_id=self.zoho_books_conn_id,
             )
         o = match[0]
         self._organization = Organization(
@@ -419,49 +410,40 @@ class ZohoBooksHook(BaseHook):
     def get_contact(self, contact_id: str) -> dict[str, Any]:
         return self.request("GET", f"contacts/{contact_id}").get("contact") or {}
 
+    def get_contact_numbers(self, contact_id: str) -> tuple[str, ...]:
+        """The numbers typed into a contact, mobile first (see :func:`~zoho_whatsapp.zoho.contacts.contact_numbers`)."""
+        from zoho_whatsapp.zoho.contacts import contact_numbers
+
+        return contact_numbers(self.get_contact(contact_id))
+
+    def find_invoice(self, invoice_number: str) -> dict[str, Any] | None:
+        """The invoice numbered exactly ``invoice_number`` (a list row), or ``None``."""
+        rows = self.request("GET", "invoices", params={"invoice_number": invoice_number}).get("invoices") or []
+        return next((r for r in rows if str(r.get("invoice_number")) == invoice_number), None)
+
     def get_invoice(self, invoice_id: str) -> dict[str, Any]:
         return self.request("GET", f"invoices/{invoice_id}").get("invoice") or {}
 
     def get_customer_payment(self, payment_id: str) -> dict[str, Any]:
         return self.request("GET", f"customerpayments/{payment_id}").get("payment") or {}
 
+    def check_connection(self) -> str:
+        """Refresh a token and reach the organization; a failure raises its error class."""
+        self.get_access_token()
+        org = self.get_organization()
+        return f"Connected to Zoho Books organization {org.organization_id} ({org.name})"
+
     def test_connection(self) -> tuple[bool, str]:
-        """Refresh a token and reach the organization, as Airflow's "Test" button expects."""
+        """What Airflow's "Test" button shows: :meth:`check_connection`'s text, or the error and its fix."""
         try:
-            self.get_access_token()
-            org = self.get_organization()
+            return True, self.check_connection()
         except Exception as exc:
             return False, str(exc)
-        return True, f"Connected to Zoho Books organization {org.organization_id} ({org.name})"
 
     def _sleep(self, seconds: float, why: str) -> None:
         seconds = max(0.0, min(seconds, self.max_wait_seconds))
         log.warning("%s: waiting %.1fs", why, seconds)
         time.sleep(seconds)
-
-
-def token_error(settings: ZohoSettings, body: dict[str, Any]) -> ZohoError:
-    """Turn Zoho's HTTP-200 token errors into exceptions that say what to do."""
-    error = str(body.get("error") or "no access_token in the response")
-    where = f"connection {settings.conn_id!r}"
-    if error == "invalid_code":
-        return ZohoAuthError(
-            f"{where}: Zoho refused the refresh token (invalid_code). It was revoked, or belongs to another "
-            f"data centre than region {settings.region!r} ({settings.accounts_url}). Generate a new grant "
-            "code in the Self Client console and exchange it again."
-        )
-    if error == "invalid_client":
-        return ZohoAuthError(
-            f"{where}: Zoho does not know this client id/secret (invalid_client) at {settings.accounts_url}. "
-            "Check login/password and that the Self Client was created in the same region."
-        )
-    if "too many requests" in str(body.get("error_description", "")).lower() or error == "Access Denied":
-        return ZohoTokenThrottled(
-            f"{where}: Zoho is throttling token requests (more than 10 in 10 minutes for this refresh "
-            "token). Wait 10 minutes; the hook caches tokens so this only happens when many processes "
-            "refresh at once or the token cache Variable cannot be written."
-        )
-    return ZohoAuthError(f"{where}: token request failed: {error} {body.get('error_description', '')}".strip())
 
 
 def _json_or_none(response: requests.Response) -> Any:
@@ -471,18 +453,9 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
 
 
-def _reset_seconds(response: requests.Response, attempt: int) -> float:
+def _reset_seconds(response: requests.Response) -> float | None:
     header = response.headers.get("X-Rate-Limit-Reset") or response.headers.get("Retry-After")
     try:
-        return float(header) + 0.5 if header is not None else 2.0**attempt
+        return float(header) + 0.5 if header is not None else None
     except ValueError:
-        return 2.0**attempt
-
-
-def _hint(code: Any, message: Any) -> str:
-    text = str(message or "").lower()
-    if "organization" in text or code == 6041:
-        return ". Check extra.organization_id (GET /organizations lists the valid ones)."
-    if code == 57:
-        return ". The grant's scopes do not allow this call: include ZohoBooks.invoices.READ and ZohoBooks.contacts.READ."
-    return ""
+        return None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zoho_whatsapp.hosts import HostNotAllowed, checked_base_url, host_of
+from zoho_whatsapp.zoho.errors import ZohoHostNotAllowed
+
 
 @dataclass(frozen=True)
 class ZohoRegion:
@@ -27,6 +30,8 @@ REGIONS: dict[str, ZohoRegion] = {
 }
 
 DEFAULT_REGION = "in"
+ACCOUNTS_HOSTS = frozenset(host_of(r.accounts_url) for r in REGIONS.values())
+API_HOSTS = frozenset(host_of(r.api_url) for r in REGIONS.values())
 
 
 def get_region(code: str | None) -> ZohoRegion:
@@ -45,3 +50,15 @@ def get_region(code: str | None) -> ZohoRegion:
             f"unknown Zoho region {code!r}: use one of {', '.join(sorted(REGIONS))} "
             "(the domain you log in to: accounts.zoho.in means 'in')"
         ) from None
+
+
+def allowed_url(url: str, hosts: frozenset[str], *, conn_id: str, field: str) -> str:
+    """``url`` when ``hosts`` (or loopback) may receive this connection's credentials; else refused.
+
+    >>> allowed_url("https://accounts.zoho.eu/", ACCOUNTS_HOSTS, conn_id="zoho", field="extra.accounts_url")
+    'https://accounts.zoho.eu'
+    """
+    try:
+        return checked_base_url(url, hosts)
+    except HostNotAllowed as exc:
+        raise ZohoHostNotAllowed(f"{field} refused, no request was sent: {exc}", conn_id=conn_id) from None
