@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8765
 
-.PHONY: install test lint demo sandbox up audit bench services clean stack test-stack
+.PHONY: install test lint demo sandbox up audit bench services clean stack test-stack browser test-ui
 
 # The last step registers the project as an Airflow provider (connection forms in the UI);
 # the install is editable, so the code stays in plugins/ where Airflow loads it.
@@ -25,8 +25,16 @@ services:
 lint: install
 	$(BIN)/ruff check .
 
-test: install services lint
+test: install services lint browser
 	$(BIN)/python -m pytest
+
+# The audit page's browser tests use Debian's Chromium (never a browser downloaded by Playwright).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
+
+# Only the audit page's browser tests (~2.5 min: three reminder runs, a live API server, Chromium).
+test-ui: install services browser
+	$(BIN)/python -m pytest tests/ui -m ui -q $(ARGS)
 
 demo: install
 	$(BIN)/python include/demo.py
@@ -38,9 +46,15 @@ audit: install
 	AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/.airflow-demo} PYTHONPATH=plugins $(BIN)/python -m zoho_whatsapp.audit $(ARGS)
 
 # Throughput and API budget against the sandbox (~6 min); not part of `make test`.
-# One part only: make bench ARGS="--only sending" (parse, sending, zoho, scale, end_to_end, stack).
+# One part only: make bench ARGS="--only sending" (parse, sending, zoho, scale, end_to_end, stack, ui).
 bench: install
 	$(BIN)/python -m bench.run $(ARGS)
+
+# The sandbox and Airflow (api-server, scheduler, dag-processor, triggerer) on loopback, AIRFLOW_HOME .airflow-up/,
+# the connections pointing at the sandbox; prints the login and the audit page. Ctrl-C stops everything.
+# make up ARGS="--port 8081 --fresh"
+up: install
+	$(BIN)/python include/up.py $(ARGS)
 
 # docker-compose.yaml's CeleryExecutor deployment as local processes (no Docker engine needed): PostgreSQL,
 # Redis, api-server, scheduler, dag-processor, triggerer, two Celery workers and the sandbox. Ctrl-C stops it.

@@ -27,7 +27,7 @@ from typing import Any
 from bench.harness import REPO, Section, scratch_dir, scratch_postgres
 
 RESULTS = REPO / "bench" / "results"
-SECTIONS = ("parse", "sending", "zoho", "scale", "end_to_end", "stack")
+SECTIONS = ("parse", "sending", "zoho", "scale", "end_to_end", "stack", "ui")
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,12 @@ class Sizes:
     e2e_dry_run: bool = False  # the smoke test: Meta's 6 s pair spacing would make a real send slow
     stack_invoices: int = 5000  # the CeleryExecutor stack (bench/stack.py): 2,000 customers
     stack_events: int = 30  # webhooks timed alone, and as many while the reminders send
+    ui_rows: int = 1_000_000  # a year of ledger rows behind the audit page (bench/ui.py)
 
 
 FULL = Sizes()
 SMOKE = Sizes(send_messages=120, sequential_sample=5, latency_ms=20, cap=80, scale_invoices=300, e2e_invoices=60,
-              e2e_dry_run=True, stack_invoices=200, stack_events=3)
+              e2e_dry_run=True, stack_invoices=200, stack_events=3, ui_rows=5000)
 
 
 def run(sections: tuple[str, ...] = SECTIONS, sizes: Sizes = FULL, *, work: Path | None = None,
@@ -78,6 +79,10 @@ def run(sections: tuple[str, ...] = SECTIONS, sizes: Sizes = FULL, *, work: Path
 
         steps.append(("stack", lambda base: [stack.run(base, invoices=sizes.stack_invoices, cap=sizes.cap,
                                                        latency_ms=sizes.latency_ms, events=sizes.stack_events)]))
+    if "ui" in sections:
+        from bench import ui
+
+        steps.append(("ui", lambda base: [ui.run(base, rows=sizes.ui_rows, postgres=postgres or ui.POSTGRES_ADMIN)]))
     done: list[Section] = []
     with scratch_dir("zw-bench-") as tmp:
         for label, step in steps:

@@ -31,6 +31,7 @@ import httpx
 from bench.harness import Section
 
 EVENT_SPACING_S = 2.0
+ALERT_TIMEOUT_S = 180.0
 REMINDER_DAG, ALERT_DAG = "zoho_books_payment_reminders", "zoho_books_invoice_alerts"
 OPEN = ("fetched", "planned", "sending")
 
@@ -95,20 +96,17 @@ def post_events(stack: Any, invoices: list[dict[str, Any]]) -> dict[str, float]:
     return posted
 
 
-def alert_latencies(stack: Any, posted: dict[str, float], timeout: float = 300) -> list[float]:
-    """Seconds from each POST to its alert's acceptance at the sandbox (waits for all of them)."""
-    from local_stack import wait_for
-
-    def arrived() -> dict[str, float] | None:
-        found = {}
+def alert_latencies(stack: Any, posted: dict[str, float], timeout: float = 180) -> list[float | None]:
+    """Seconds from each POST to its alert's acceptance at the sandbox; None for one not there after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, float] = {}
+    while len(found) < len(posted) and time.monotonic() < deadline:
+        time.sleep(1)
         for message in stack.sandbox.messages():
             parts = _opaque(message)
             if len(parts) == 4 and parts[1] == "invoice_created" and parts[2] in posted:
                 found[parts[2]] = _epoch(message["received_at"])
-        return found if len(found) == len(posted) else None
-
-    found = wait_for(f"{len(posted)} alerts at the sandbox", arrived, timeout, every=1)
-    return [found[invoice] - posted[invoice] for invoice in posted]
+    return [found[invoice] - posted[invoice] if invoice in found else None for invoice in posted]
 
 
 def skip_first_scheduled_run(stack: Any) -> None:
@@ -147,7 +145,7 @@ def run(work: Path, *, invoices: int = 5000, cap: int = 80, latency_ms: float = 
         stack.reset_data()
         alert_invoices = customers_for_alerts(stack, 2 * events + 1)
         # warm-up, not counted: the first event waits for the triggerer to start the inbox's asset watcher
-        alert_latencies(stack, post_events(stack, alert_invoices[-1:]))
+        alert_latencies(stack, post_events(stack, alert_invoices[-1:]), timeout=300)
 
         # alerts alone
         alone = alert_latencies(stack, post_events(stack, alert_invoices[:events]))
@@ -189,11 +187,20 @@ def run(work: Path, *, invoices: int = 5000, cap: int = 80, latency_ms: float = 
     section.add("throughput refusals (130429)", refusals, "refusals", target=0)
     section.add("lost + duplicated reminders", lost + duplicated, "messages", target=0,
                 note=f"ledger {dict(statuses)}; {accounted:,} accounted; {duplicated} duplicated")
-    for label, values in (("alone", alone), (f"while {len(reminders):,} reminders send", during)):
-        section.add(f"webhook -> WhatsApp p50, {label}", statistics.median(values), "s",
-                    note=f"{len(values)} events, one every {EVENT_SPACING_S:.0f} s")
-        section.add(f"webhook -> WhatsApp p95, {label}", percentile(values, 95), "s", target=15,
-                    note=f"worst {max(values):.1f} s")
+    late = 0
+    for label, measured in (("alone", alone), (f"while {len(reminders):,} reminders send", during)):
+        values = [v for v in measured if v is not None]
+        missing = len(measured) - len(values)
+        late += missing
+        # an alert that never came counts as the whole wait, so that it shows in the p95
+        ranked = values + [ALERT_TIMEOUT_S] * missing
+        section.add(f"webhook -> WhatsApp p50, {label}", statistics.median(ranked), "s",
+                    note=f"{len(measured)} events, one every {EVENT_SPACING_S:.0f} s")
+        section.add(f"webhook -> WhatsApp p95, {label}", percentile(ranked, 95), "s", target=10,
+                    note=f"worst arrived {max(values, default=0):.1f} s; {missing} not there after "
+                         f"{ALERT_TIMEOUT_S:.0f} s")
+    section.add(f"alerts not at the sandbox {ALERT_TIMEOUT_S:.0f} s after their webhook", late, "alerts", target=0,
+                note="their inbox rows stay 'received' until the trigger announces them again (redeliver_after)")
     section.details = {"invoices": invoices, "cap": cap, "latency_ms": latency_ms, "state": state, "wall_s": wall,
                        "sending_s": sending_s, "ledger": dict(statuses), "alone_s": alone, "during_s": during,
                        "refusals": refusals, "duplicated": duplicated,

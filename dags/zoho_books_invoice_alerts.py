@@ -14,8 +14,13 @@ organization is skipped (`not_in_zoho`). **Exactly once**: one message per invoi
 payment received, however often Zoho delivers the event; clearing or retrying `send_alert` never sends
 twice. Triggered by hand, the run handles the `event_ids` param, or else every pending event.
 
+**Unpaused when it first appears**, even where new DAGs start paused (docker compose sets
+`DAGS_ARE_PAUSED_AT_CREATION`): events only arrive once someone has given Zoho this deployment's URL
+and secret, and a paused DAG would let them wait unseen. Pause it to hold alerts: events then wait in
+the inbox (the endpoint's 202 answer carries a `note` saying so) and are sent when it is unpaused.
+
 Connections: `zoho_books_default`, `whatsapp_default`, `reminder_ledger_default` (inbox and ledger),
-`zoho_books_webhook` (the shared secret; read by the API server only).
+`zoho_books_webhook` (type Zoho Books webhook: the shared secret; read by the API server only).
 
 In the repository: `docs/webhooks.md` (Zoho set-up, endpoint answers), `docs/security.md`,
 `docs/exactly-once.md`, `docs/troubleshooting.md`.
@@ -40,6 +45,7 @@ WEBHOOK_EVENTS = Asset(
     schedule=[WEBHOOK_EVENTS],
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Kolkata"),
     catchup=False,
+    is_paused_upon_creation=False,  # see the doc above: a webhook is the opt-in
     max_active_runs=8,
     tags=["zoho-books", "whatsapp", "receivables", "webhooks"],
     doc_md=__doc__,
@@ -64,6 +70,10 @@ WEBHOOK_EVENTS = Asset(
             5, type="integer", minimum=1, maximum=100,
             description="Most alerts one number receives in a rolling hour; more are skipped (recipient_hourly_cap).",
         ),
+        "not_on_whatsapp_days": Param(
+            30, type="number", minimum=0,
+            description="Skip a number WhatsApp reported as not on WhatsApp for this many days (0: try it every time).",
+        ),
     },
 )
 def zoho_books_invoice_alerts() -> None:
@@ -87,7 +97,8 @@ def zoho_books_invoice_alerts() -> None:
 
         get_current_context()["alert_event"] = f"#{event['event_id']} {event['event_key']}"
         return handle_event(event, run=RunInfo.of(ti), messages_per_second=float(params["messages_per_second"]),
-                            max_per_recipient_hour=int(params["max_alerts_per_recipient_per_hour"]))
+                            max_per_recipient_hour=int(params["max_alerts_per_recipient_per_hour"]),
+                            not_on_whatsapp_days=float(params["not_on_whatsapp_days"]))
 
     send_alert.expand(event=take_events())
 

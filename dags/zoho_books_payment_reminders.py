@@ -11,6 +11,13 @@ A message whose outcome is unknown (a timeout after the request left) is recorde
 (`make audit ARGS="--status unknown"`), then trigger the date with `{"resend_unknown": true}`. To see
 what a run would send, trigger it with `{"dry_run": true}`; `account_for_every_invoice` returns the summary.
 
+**Not live until you say so.** Unpausing this DAG starts the latest 09:00 run at once (catchup is off),
+and the trigger form's "unpause on trigger" box is ticked by default. So until the Airflow Variable
+`zoho_whatsapp_go_live` is `true`, every *scheduled* run is a dry run: `check_go_live` and the summary
+say so. Runs you start (Trigger, backfill) do what their `dry_run` param says. After checking a dry
+run's summary: Admin → Variables → `zoho_whatsapp_go_live` = `true` (or `airflow variables set
+zoho_whatsapp_go_live true`); clear today's run to send it now, or wait for tomorrow's 09:00.
+
 Connections: `zoho_books_default`, `whatsapp_default`, `reminder_ledger_default`.
 
 In the repository: `README.md` (tasks and params), `docs/operations.md` (backfill, retry, audit),
@@ -63,11 +70,35 @@ MAX_BATCHES = 1000  # stays under Airflow's default max_map_length of 1024
             False, type="boolean",
             description="Resend messages recorded 'unknown' for this date (only after checking they did not arrive).",
         ),
+        "not_on_whatsapp_days": Param(
+            30, type="number", minimum=0,
+            description="Skip a number WhatsApp reported as not on WhatsApp for this many days (0: try it every time).",
+        ),
+        "unknown_after_minutes": Param(
+            60, type="number", exclusiveMinimum=0,
+            description="A message still 'unknown' this long after its send, with no receipt from WhatsApp, "
+            "needs a person to check it; the summary counts those apart.",
+        ),
         "template_name": Param("payment_reminder", type="string", description="Approved WhatsApp template name."),
         "template_language": Param("en", type="string", description="Template language code."),
     },
 )
 def zoho_books_payment_reminders() -> None:
+    @task(multiple_outputs=False, retries=0)
+    def check_go_live(params=None, dag_run=None) -> dict:  # noqa: ANN001
+        """Whether this run sends: scheduled runs are dry runs until the installation goes live."""
+        import logging
+
+        from airflow.sdk import Variable
+
+        from zoho_whatsapp.rules.golive import GO_LIVE_VARIABLE, run_mode
+
+        run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
+        mode = run_mode(requested_dry_run=bool(params["dry_run"]), run_type=str(run_type),
+                        go_live=Variable.get(GO_LIVE_VARIABLE, default=None))
+        logging.getLogger(__name__).log(logging.WARNING if mode.dry_run else logging.INFO, "%s", mode.why)
+        return mode.as_dict()
+
     @task(multiple_outputs=False)
     def refresh_zoho_token() -> dict:
         """Make sure a valid token is cached for the run, and resolve the organization."""
@@ -90,26 +121,36 @@ def zoho_books_payment_reminders() -> None:
         return plan_batches(fetched, params=dict(params), max_batches=MAX_BATCHES, max_parallel=MAX_PARALLEL_BATCHES)
 
     @task(trigger_rule="all_done", retries=0, multiple_outputs=False)
-    def account_for_every_invoice(fetched: dict, params=None, dag_run=None) -> dict:  # noqa: ANN001
+    def account_for_every_invoice(fetched: dict, mode: dict, params=None, dag_run=None) -> dict:  # noqa: ANN001
         """Sent, skipped, failed or unknown: every overdue invoice, or the run fails."""
+        import logging
+
         from zoho_whatsapp.reminder_run import account_for_run
 
-        return account_for_run(fetched, run_id=dag_run.run_id, dry_run=bool(params["dry_run"]))
+        report = account_for_run(fetched, run_id=dag_run.run_id, dry_run=bool(mode["dry_run"]),
+                                 unknown_after_minutes=float(params["unknown_after_minutes"]))
+        if mode["dry_run"]:
+            logging.getLogger(__name__).warning("%s", mode["why"])
+        return {**report, "mode": mode["why"]}
 
+    mode = check_go_live()
     org = refresh_zoho_token()
+    mode >> org
     fetched = fetch_overdue_invoices(org)
     batches = plan_reminders(fetched)
     sent = WhatsAppOperator.partial(
         task_id="send_reminders",
+        map_index_template="{{ task.batch_label }}",  # "batch 2/4 · 80 messages" in the grid, not "1"
         messages_per_second="{{ params.messages_per_second }}",
         min_days_between_reminders="{{ params.min_days_between_reminders }}",
-        dry_run="{{ params.dry_run }}",
+        dry_run="{{ ti.xcom_pull(task_ids='check_go_live')['dry_run'] }}",  # decided once, at the run's start
         max_workers=MAX_WORKERS_PER_BATCH,
         max_active_tis_per_dag=MAX_PARALLEL_BATCHES,
         retries=3,
         retry_delay=pendulum.duration(seconds=30),
     ).expand(batch=batches)
-    sent >> account_for_every_invoice(fetched)
+    mode >> sent
+    sent >> account_for_every_invoice(fetched, mode)
 
 
 zoho_books_payment_reminders()

@@ -88,6 +88,9 @@ def configure_this_process(home: Path, *, logging_level: str = "INFO") -> None:
     for key in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
         del os.environ[key]
     os.environ.update(settings(home, logging_level=logging_level))
+    # `airflow db migrate` writes a JWT secret into airflow.cfg, but this process may read its
+    # configuration before that (any module importing Airflow): the secret must not depend on the order.
+    os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_hex(32))
     add_source_paths()
 
 

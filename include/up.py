@@ -48,7 +48,7 @@ def connections(sandbox: Any, home: Path) -> dict[str, dict[str, Any]]:
     return {
         **conns,
         **local_airflow.sqlite_ledger(home / "reminder_ledger.db"),
-        "zoho_books_webhook": {"conn_type": "generic", "password": sandbox.credentials["webhook_secret"]},
+        "zoho_books_webhook": {"conn_type": "zoho_books_webhook", "password": sandbox.credentials["webhook_secret"]},
     }
 
 
@@ -157,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt  # Ctrl-C or SIGTERM, while starting or running: the finally below cleans up
 
     signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)  # also when started where SIGINT was ignored (a background job)
     child: subprocess.Popen | None = None
     log = home / LOG
     try:
         env = local_airflow.environment(home, drop=("AIRFLOW", "PYTEST"), extra={
             **local_airflow.server_settings(args.port),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # the Test button of Admin -> Connections
         })
         # standalone starts each component as `airflow <component>`: this virtualenv's, whatever PATH says.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from zoho_whatsapp.connection_test import MIDDLEWARE as PORTLESS_CONNECTION_TEST
 from zoho_whatsapp.ui.app import URL_PREFIX as AUDIT_PREFIX
 from zoho_whatsapp.ui.app import LazyApp
 from zoho_whatsapp.webhooks import whatsapp_app
@@ -34,6 +35,8 @@ class ZohoWhatsAppPlugin(AirflowPlugin):
         {"app": whatsapp_webhook_app, "url_prefix": "/whatsapp", "name": "WhatsApp webhooks"},
         {"app": audit_app, "url_prefix": AUDIT_PREFIX, "name": "WhatsApp reminders audit"},
     ]
+    # The connection list's Test button for connections without a port (Airflow 3.3.2's UI sends port 0).
+    fastapi_root_middlewares = [PORTLESS_CONNECTION_TEST]
     # Pages of the audit app inside the Airflow UI (iframes, same origin: Airflow's login cookie applies).
     external_views = [
         {"name": "WhatsApp reminders", "href": f"{AUDIT_PREFIX}/", "destination": "nav",

@@ -25,7 +25,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from zoho_whatsapp import pipeline
 from zoho_whatsapp.ledger import RecipientCap, RunInfo, SendKey
-from zoho_whatsapp.ledger.ledger import DEFAULT_CONN_ID
+from zoho_whatsapp.ledger.ledger import DEFAULT_CONN_ID, DEFAULT_NOT_ON_WHATSAPP_DAYS
 from zoho_whatsapp.rules import alerts as rules
 from zoho_whatsapp.rules.templates import load_templates
 from zoho_whatsapp.webhooks.inbox import HANDLED, WebhookInbox
@@ -124,11 +124,16 @@ def handle_event(
     run: RunInfo,
     messages_per_second: float = 20.0,
     max_per_recipient_hour: int = rules.DEFAULT_HOURLY_CAP,
+    not_on_whatsapp_days: float = DEFAULT_NOT_ON_WHATSAPP_DAYS,
     zoho_conn_id: str = ZohoBooksHook.default_conn_name,
     whatsapp_conn_id: str = "whatsapp_default",
     ledger_conn_id: str = DEFAULT_CONN_ID,
 ) -> dict[str, Any]:
-    """Read the event's records from Zoho, send its alert(s); mark it handled once every message is settled."""
+    """Read the event's records from Zoho, send its alert(s); mark it handled once every message is settled.
+
+    A number that opted out (or failed as not on WhatsApp within ``not_on_whatsapp_days``) is skipped
+    with that reason, like a reminder.
+    """
     inbox = WebhookInbox.from_connection(ledger_conn_id)
     try:
         rows = inbox.get([ref["event_id"]])
@@ -165,6 +170,7 @@ def handle_event(
             inbox.ledger, key, [({**a.record, "event": event.event_key}, a.decision) for a in alerts], run,
             whatsapp_conn_id=whatsapp_conn_id, messages_per_second=messages_per_second,
             recipient_cap=RecipientCap(max_per_recipient_hour, rules.ALERT_KINDS),
+            not_on_whatsapp_days=not_on_whatsapp_days,
         )
         summary.update(occasion=occasion, **tally, messages=_report(inbox, key), zoho_api_calls=hook.api_calls)
         if tally["open"]:

@@ -6,6 +6,11 @@ with a reason, claimed before its request and settled after it. The reminder DAG
 tasks (``reminder_run``: fetch records, ``plan_reminders`` plans and batches, mapped
 ``WhatsAppOperator`` tasks send, ``account_for_every_invoice`` tallies); an alert runs them all in
 one task (:func:`send_now`).
+
+Numbers that must not be messaged (the customer replied STOP; WhatsApp said the number is not on
+WhatsApp, within ``not_on_whatsapp_days``) are skipped at planning and checked again by each claim,
+so a STOP that arrives mid-run still stops the message. The tally first turns ``unknown`` rows that
+Meta's receipts proved sent into ``sent``, and reports what the receipts say happened next.
 """
 
 from __future__ import annotations
@@ -13,10 +18,19 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from zoho_whatsapp.ledger import RecipientCap, RunInfo, SendKey, SendLedger
-from zoho_whatsapp.ledger.ledger import FINAL, OPEN
+from zoho_whatsapp.ledger.delivery import (
+    DEFAULT_UNKNOWN_AFTER,
+    delivery_summary,
+    resolve_unknown_by_receipts,
+    suppressed_recipients,
+    suppression_detail,
+)
+from zoho_whatsapp.ledger.ledger import DEFAULT_NOT_ON_WHATSAPP_DAYS, FINAL, OPEN
 from zoho_whatsapp.rules.messages import Planned, Skip
 from zoho_whatsapp.rules.templates import load_templates
 from zoho_whatsapp.whatsapp.batch import BatchRef, BatchResult, BatchSender
@@ -32,12 +46,20 @@ MAX_BATCHES = 1000  # stays under Airflow's default max_map_length of 1024
 Decide = Callable[[dict[str, Any]], Planned | Skip | None]
 
 
-def plan(ledger: SendLedger, key: SendKey, decide: Decide, *, chunk_size: int = 1000) -> Counter[str]:
+def plan(
+    ledger: SendLedger,
+    key: SendKey,
+    decide: Decide,
+    *,
+    chunk_size: int = 1000,
+    not_on_whatsapp_days: float = DEFAULT_NOT_ON_WHATSAPP_DAYS,
+) -> Counter[str]:
     """Turn every ``fetched`` row of ``key`` into a planned message or a recorded skip; count the skips.
 
     ``decide`` gets each row (its ``source`` is what was recorded) and returns ``None`` for a row
-    that is not its to decide. Rows are read and written ``chunk_size`` at a time, so memory does
-    not grow with their number.
+    that is not its to decide. A message to a suppressed number is skipped with the suppression's
+    reason (``opted_out``, ``not_on_whatsapp``). Rows are read and written ``chunk_size`` at a time,
+    so memory does not grow with their number.
     """
     skipped: Counter[str] = Counter()
     plans: list[dict[str, Any]] = []
@@ -53,21 +75,44 @@ def plan(ledger: SendLedger, key: SendKey, decide: Decide, *, chunk_size: int = 
                           "template_name": decision.template, "template_language": decision.language,
                           "parameters": decision.parameters})
         if len(plans) + len(skips) >= chunk_size:
-            ledger.plan_many(plans, skips)
+            _store_plans(ledger, plans, skips, skipped, not_on_whatsapp_days)
             plans, skips = [], []
-    ledger.plan_many(plans, skips)
+    _store_plans(ledger, plans, skips, skipped, not_on_whatsapp_days)
     return skipped
 
 
+def _store_plans(ledger: SendLedger, plans: list[dict[str, Any]], skips: list[dict[str, Any]],
+                 skipped: Counter[str], not_on_whatsapp_days: float) -> None:
+    """Record a chunk of decisions, turning the plans to suppressed numbers into skips."""
+    if plans:
+        with ledger.engine.connect() as conn:
+            suppressed = suppressed_recipients(conn, [p["recipient"] for p in plans], now=ledger.now(),
+                                               not_on_whatsapp_days=not_on_whatsapp_days)
+        for p in [p for p in plans if p["recipient"] in suppressed]:
+            reason = suppressed[p["recipient"]]
+            skipped[reason] += 1
+            skips.append({"id": p["id"], "reason": reason, "phone_masked": p["phone_masked"],
+                          "detail": suppression_detail(reason, not_on_whatsapp_days)})
+        plans = [p for p in plans if p["recipient"] not in suppressed]
+    ledger.plan_many(plans, skips)
+
+
 def batch(
-    ledger: SendLedger, key: SendKey, *, batch_size: int, max_batches: int = MAX_BATCHES, parallel: int = 1
+    ledger: SendLedger,
+    key: SendKey,
+    *,
+    batch_size: int,
+    max_batches: int = MAX_BATCHES,
+    parallel: int = 1,
+    not_on_whatsapp_days: float = DEFAULT_NOT_ON_WHATSAPP_DAYS,
 ) -> list[BatchRef]:
     """Cut ``key``'s planned messages into batches; returns where each batch is, for the send tasks.
 
     The batches come in whole waves of ``parallel`` (the most send tasks that run at once) of
     equal size, and each batch sends at ``1/parallel`` of the rate: together they use the whole
     rate from the first wave to the last, and never more than it, whichever batches of whichever
-    runs happen to overlap.
+    runs happen to overlap. Each reference carries ``not_on_whatsapp_days``, the window planning
+    used, for its claims.
     """
     planned = ledger.planned_recipients(key)
     size = batch_size_for(len(planned), batch_size, max_batches, parallel)
@@ -75,7 +120,9 @@ def batch(
         log.info("raised batch_size to %d to stay within %d mapped tasks", size, max_batches)
     numbers = assign_batches(planned, size)
     ledger.store_batches(numbers)
-    refs = [BatchRef(key, n, max(1, parallel)) for n in sorted(set(numbers.values()))]
+    sizes = Counter(numbers.values())
+    refs = [BatchRef(key, n, max(1, parallel), sizes[n], len(sizes), not_on_whatsapp_days=not_on_whatsapp_days)
+            for n in sorted(sizes)]
     log.info("%s %s: %d message(s) planned, in %d batch(es) of up to %d", key.kind, key.occasion, len(planned),
              len(refs), size)
     return refs
@@ -108,9 +155,35 @@ def send_batch(
     return sender.send(ref)
 
 
-def tally(ledger: SendLedger, key: SendKey) -> dict[str, Any]:
-    """What became of every message of ``key``: the report both DAGs log and return."""
-    account = ledger.account(key)
+def tally(
+    ledger: SendLedger,
+    key: SendKey,
+    *,
+    run_id: str | None = None,
+    unknown_after: timedelta = DEFAULT_UNKNOWN_AFTER,
+) -> dict[str, Any]:
+    """What became of every message of ``key``: the report both DAGs log and return.
+
+    The counts are ``key``'s totals (every run's); with ``run_id``, ``this_run`` holds what that
+    run did itself (a re-run of a date already sent: nothing). ``delivery`` is what Meta's
+    receipts say: sent (no receipt yet) / delivered / read / failed by error class, and the
+    ``unknown`` rows split into those a receipt may still settle (``unknown_waiting``) and those
+    older than ``unknown_after`` (``unknown_to_check``: the only ones a person needs to look at).
+    """
+    with ledger.transaction() as conn:
+        resolved = resolve_unknown_by_receipts(conn, now=ledger.now())
+    if resolved:
+        log.info("%d message(s) recorded unknown were confirmed sent by Meta's receipts", resolved)
+    report = _counts(ledger.account(key))
+    with ledger.engine.connect() as conn:
+        report["delivery"] = delivery_summary(conn, now=ledger.now(), unknown_after=unknown_after, **asdict(key))
+    if run_id is not None:
+        report["this_run"] = {k: v for k, v in _counts(ledger.account(key, run_id=run_id)).items()
+                              if k not in ("recorded", "open")}
+    return report
+
+
+def _counts(account: Mapping[str, Any]) -> dict[str, Any]:
     by_status = account["by_status"]
     return {
         "recorded": account["total"],
@@ -131,16 +204,17 @@ def send_now(
     whatsapp_conn_id: str,
     messages_per_second: float,
     recipient_cap: RecipientCap | None = None,
+    not_on_whatsapp_days: float = DEFAULT_NOT_ON_WHATSAPP_DAYS,
 ) -> dict[str, Any]:
     """Every step at once for a few messages decided in advance: ``(record, decision)`` pairs."""
     messages = list(messages)
     decisions = {str(record["invoice_id"]): decision for record, decision in messages}
     ledger.record_fetched(key, [record for record, _ in messages], run)
-    plan(ledger, key, lambda row: decisions.get(row["invoice_id"]))
-    refs = set(batch(ledger, key, batch_size=MAX_BATCHES))
+    plan(ledger, key, lambda row: decisions.get(row["invoice_id"]), not_on_whatsapp_days=not_on_whatsapp_days)
+    refs = set(batch(ledger, key, batch_size=MAX_BATCHES, not_on_whatsapp_days=not_on_whatsapp_days))
     # Rows left "sending" by an earlier, dead try of this task sit in batch 0 too: the sender
     # turns them into "unknown" rather than resending them.
-    for ref in sorted(refs | {BatchRef(key, 0)}, key=lambda r: r.batch):
+    for ref in sorted(refs | {BatchRef(key, 0, not_on_whatsapp_days=not_on_whatsapp_days)}, key=lambda r: r.batch):
         send_batch(ledger, ref, run, whatsapp_conn_id=whatsapp_conn_id, messages_per_second=messages_per_second,
                    max_workers=2, recipient_cap=recipient_cap)
-    return tally(ledger, key)
+    return tally(ledger, key, run_id=run.run_id)

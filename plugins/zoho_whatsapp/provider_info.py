@@ -1,4 +1,4 @@
-"""Airflow provider metadata: the ``zoho_books`` and ``whatsapp`` connection types and their forms.
+"""Airflow provider metadata: the ``zoho_books``, ``whatsapp`` and ``zoho_books_webhook`` connection types.
 
 Registered through the ``apache_airflow_provider`` entry point in pyproject.toml (``make install``
 installs the project), which is the only way a connection type gets its own form in the UI:
@@ -24,6 +24,10 @@ REGIONS = ["in", "us", "eu", "au", "jp", "ca", "cn", "sa"]
 
 def _field(label: str, description: str, **schema: Any) -> dict[str, Any]:
     return {"label": label, "description": description, "schema": {"type": ["string", "null"], **schema}}
+
+
+def _number_field(label: str, description: str, kind: str, **schema: Any) -> dict[str, Any]:
+    return {"label": label, "description": description, "schema": {"type": [kind, "null"], **schema}}
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -101,6 +105,36 @@ def get_provider_info() -> dict[str, Any]:
                     "base_url": _field(
                         "API base URL",
                         "Default https://graph.facebook.com, the only host accepted besides loopback (the sandbox).",
+                    ),
+                },
+            },
+            {
+                "connection-type": "zoho_books_webhook",
+                "hook-class-name": "zoho_whatsapp.webhooks.hook.ZohoBooksWebhookHook",
+                "hook-name": "Zoho Books webhook",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "schema", "login"],
+                    "relabeling": {"password": "Shared secret"},
+                    "placeholders": {
+                        "password": "At least 32 random characters (openssl rand -hex 32), sent by Zoho in "
+                                    "X-Zoho-Webhook-Secret",
+                        "signing_secret": "Optional: the Zoho webhook's own secret (12-50 alphanumerics)",
+                    },
+                },
+                "conn-fields": {
+                    "signing_secret": _field(
+                        "Signing secret",
+                        "When set, every delivery must carry a valid X-Zoho-Webhook-Signature (at least 32 "
+                        "characters). Try it with a test delivery from Zoho first: docs/webhooks.md.",
+                        format="password",
+                    ),
+                    "max_pending_events": _number_field(
+                        "Most pending events", "Events waiting unhandled before new ones are answered 429.",
+                        "integer", minimum=1, default=1000,
+                    ),
+                    "max_event_age_seconds": _number_field(
+                        "Freshness window (seconds)", "Older events are refused (422); 0 turns the check off.",
+                        "number", minimum=0, default=259200,
                     ),
                 },
             },

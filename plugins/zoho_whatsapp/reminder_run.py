@@ -11,7 +11,7 @@ import json
 import logging
 import tempfile
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
@@ -19,7 +19,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from zoho_whatsapp import pipeline
 from zoho_whatsapp.ledger import RunInfo, SendKey, SendLedger
-from zoho_whatsapp.ledger.ledger import IST, OPEN
+from zoho_whatsapp.ledger.delivery import DEFAULT_UNKNOWN_AFTER
+from zoho_whatsapp.ledger.ledger import DEFAULT_NOT_ON_WHATSAPP_DAYS, IST, OPEN
 from zoho_whatsapp.rules.messages import Skip
 from zoho_whatsapp.rules.money import parse_amount
 from zoho_whatsapp.rules.reminders import (
@@ -163,56 +164,98 @@ def plan_batches(
             return Skip("invalid_invoice", str(exc))
         return plan_reminder(invoice, policy, spec)
 
-    skipped = pipeline.plan(ledger, key, decide, chunk_size=chunk_size)
+    not_on_whatsapp_days = float(params.get("not_on_whatsapp_days", DEFAULT_NOT_ON_WHATSAPP_DAYS))
+    skipped = pipeline.plan(ledger, key, decide, chunk_size=chunk_size, not_on_whatsapp_days=not_on_whatsapp_days)
     refs = pipeline.batch(ledger, key, batch_size=int(params.get("batch_size", 100)), max_batches=max_batches,
-                          parallel=max_parallel)
+                          parallel=max_parallel, not_on_whatsapp_days=not_on_whatsapp_days)
     ledger.dispose()
     log.info("skipped %d: %s", sum(skipped.values()), dict(skipped) or "none")
     return [ref.to_dict() for ref in refs]
 
 
 def account_for_run(
-    fetched: dict[str, Any], *, run_id: str, dry_run: bool, ledger_conn_id: str = LEDGER_CONN_ID
+    fetched: dict[str, Any],
+    *,
+    run_id: str,
+    dry_run: bool,
+    unknown_after_minutes: float = DEFAULT_UNKNOWN_AFTER.total_seconds() / 60,
+    ledger_conn_id: str = LEDGER_CONN_ID,
 ) -> dict[str, Any]:
-    """Report every overdue invoice's fate for this date; fail if any is still open."""
+    """Report what this run did and, apart, every overdue invoice's fate for the date; fail if any is open.
+
+    ``this_run``: what this run sent, skipped, failed or left unknown (a dry run: ``would_send``);
+    a re-run of a date already sent reports ``sent 0`` there. ``date_totals``: every run of the
+    date together. ``delivery``: what Meta's receipts say about the date's messages so far.
+    """
     ledger = SendLedger.from_connection(ledger_conn_id)
     key = run_key(fetched)
     dead = 0 if dry_run else ledger.close_dead_claims(key, run_id=run_id)
-    tally = pipeline.tally(ledger, key)
+    tally = pipeline.tally(ledger, key, run_id=run_id, unknown_after=timedelta(minutes=unknown_after_minutes))
     sample = list(islice(ledger.iter_rows(key=key, status=OPEN, chunk_size=10), 10)) if tally["open"] else []
     ledger.dispose()
+    this_run, delivery = tally.pop("this_run"), tally.pop("delivery")
+    this_run["retired"] = fetched.get("retired", 0)
+    if dry_run:
+        this_run["would_send"] = this_run["planned"]
+    totals = {"overdue_invoices": fetched["overdue_invoices"], **tally}
     report = {
         "occasion": key.occasion,
-        "overdue_invoices": fetched["overdue_invoices"],
-        **tally,
-        "zoho_api_calls": fetched.get("zoho_api_calls"),
+        "run_id": run_id,
         "dry_run": dry_run,
+        "this_run": this_run,
+        "date_totals": totals,
+        "delivery": delivery,
+        "zoho_api_calls": fetched.get("zoho_api_calls"),
     }
-    log.info(
-        "reminders for %s: %d overdue invoice(s) | sent %d | skipped %d %s | failed %d %s | unknown %d | open %d",
-        report["occasion"], report["overdue_invoices"], report["sent"], report["skipped"],
-        report["skipped_by_reason"], report["failed"], report["failed_by_code"], report["unknown"], report["open"],
-    )
+    _log_report(report, unknown_after_minutes)
     if dead:
         log.warning("%d message(s) were left mid-send by a dead task: recorded unknown, not resent", dead)
-    if report["unknown"]:
-        log.warning(
-            "%d message(s) have an unknown outcome (the request may have reached WhatsApp). Check `make audit`, "
-            "then trigger this date again with resend_unknown=true to send those that did not arrive.",
-            report["unknown"],
-        )
     if dry_run:
-        report["would_send"] = report["planned"]
         return report
-    if report["open"]:
+    if totals["open"]:
         listed = ", ".join(f"{r['invoice_number']} ({r['status']})" for r in sample)
         raise AirflowFailException(
-            f"{report['open']} overdue invoice(s) are unaccounted for (still planned or sending): {listed}. "
+            f"{totals['open']} overdue invoice(s) are unaccounted for (still planned or sending): {listed}. "
             "A send task failed or was stopped; see its log, fix the cause and clear the failed batches."
         )
-    if report["recorded"] < fetched["overdue_invoices"]:
+    if totals["recorded"] < fetched["overdue_invoices"]:
         raise AirflowFailException(
-            f"the ledger holds {report['recorded']} row(s) for {key.occasion} but Zoho listed "
+            f"the ledger holds {totals['recorded']} row(s) for {key.occasion} but Zoho listed "
             f"{fetched['overdue_invoices']} overdue invoice(s)"
         )
     return report
+
+
+def _log_report(report: dict[str, Any], unknown_after_minutes: float) -> None:
+    """The summary lines: this run first, then the date's totals, then the receipts; who needs to act."""
+    run, totals, delivery = report["this_run"], report["date_totals"], report["delivery"]
+    what = (f"this run sent {run['sent']} and would send {run['would_send']}" if report["dry_run"]
+            else f"this run sent {run['sent']}")
+    log.info(
+        "%sreminders for %s: %s, skipped %d %s, failed %d %s, unknown %d | the date in total: %d overdue invoice(s), "
+        "sent %d, skipped %d, failed %d, unknown %d, open %d",
+        "DRY RUN (nothing sent) " if report["dry_run"] else "", report["occasion"], what, run["skipped"],
+        run["skipped_by_reason"], run["failed"], run["failed_by_code"], run["unknown"], totals["overdue_invoices"],
+        totals["sent"], totals["skipped"], totals["failed"], totals["unknown"], totals["open"],
+    )
+    received = delivery["by_delivery"]
+    log.info(
+        "receipts from WhatsApp for %s so far: delivered %d, read %d, no receipt yet %d, failed %d %s | unknown "
+        "outcome: %d to check (no receipt after %g min), %d still waiting for a receipt",
+        report["occasion"], received.get("delivered", 0), received.get("read", 0), received.get("sent", 0),
+        received.get("failed", 0), delivery["failed_by_class"], delivery["unknown_to_check"], unknown_after_minutes,
+        delivery["unknown_waiting"],
+    )
+    if delivery["unknown_to_check"]:
+        log.warning(
+            "%d message(s) still have an unknown outcome %g min after their send and no receipt from WhatsApp: "
+            "these are the only ones a person needs to look at (`make audit ARGS=\"--status unknown\"`, WhatsApp "
+            "Manager). Then trigger this date with resend_unknown=true to send those that did not arrive.",
+            delivery["unknown_to_check"], unknown_after_minutes,
+        )
+    if delivery["unknown_waiting"]:
+        log.info(
+            "%d message(s) have an unknown outcome for now (the request may have reached WhatsApp): a receipt "
+            "from WhatsApp settles them without resending; only those still unknown after %g min need a person",
+            delivery["unknown_waiting"], unknown_after_minutes,
+        )

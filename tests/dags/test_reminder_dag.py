@@ -28,10 +28,11 @@ def test_dag_definition(airflow_db) -> None:
     assert "expression='0 9 * * *'" in repr(dag.timetable)
     assert "Asia/Kolkata" in repr(dag.timetable)
     assert dag.catchup is False
-    assert dag.task_ids == ["refresh_zoho_token", "fetch_overdue_invoices", "plan_reminders", "send_reminders",
-                            "account_for_every_invoice"]
+    assert dag.task_ids == ["check_go_live", "refresh_zoho_token", "fetch_overdue_invoices", "plan_reminders",
+                            "send_reminders", "account_for_every_invoice"]
     assert set(dag.params) >= {"dry_run", "batch_size", "messages_per_second", "min_days_between_reminders",
-                               "resend_unknown"}
+                               "resend_unknown", "not_on_whatsapp_days", "unknown_after_minutes"}
+    assert (dag.params["not_on_whatsapp_days"], dag.params["unknown_after_minutes"]) == (30, 60)
     assert dag.doc_md and "09:00" in dag.doc_md
 
 
@@ -66,7 +67,9 @@ def test_end_to_end_every_overdue_invoice_is_accounted_for(sandbox, sqlite_ledge
     assert any("₹" in m["parameters"]["amount_due"] and ",00," in m["parameters"]["amount_due"] or
                "₹1," in m["parameters"]["amount_due"] for m in received)
     report = xcom_result(result["run"], "account_for_every_invoice")
-    assert report["sent"] == len(received) and report["open"] == 0
+    assert report["this_run"]["sent"] == report["date_totals"]["sent"] == len(received)
+    assert report["date_totals"]["open"] == 0 and report["date_totals"]["overdue_invoices"] == len(truth)
+    assert report["this_run"]["skipped_by_reason"] == dict(reasons)
     customers = len({i["customer_id"] for i in truth})
     books_calls = len(sandbox.requests(service="zoho_books"))  # organizations + invoice pages + contact pages
     assert books_calls <= math.ceil(len(truth) / 200) + math.ceil(customers / 200) + 1
@@ -84,6 +87,12 @@ def test_rerun_of_the_same_date_sends_nothing_new(sandbox, sqlite_ledger, run_da
     assert again["state"] == "success"
     assert len(sandbox.messages()) == first
     assert len(sandbox.requests(service="zoho_oauth")) == 1  # the cached token was reused across runs
+    # the summary says what this run did (nothing), and apart what the date holds
+    report = xcom_result(again["run"], "account_for_every_invoice")
+    assert report["run_id"] == again["run"].run_id
+    assert (report["this_run"]["sent"], report["this_run"]["failed"], report["this_run"]["unknown"]) == (0, 0, 0)
+    assert report["date_totals"]["sent"] == first > 250
+    assert report["this_run"]["skipped"] == report["date_totals"]["skipped"] > 0  # re-planned by this run
 
 
 def test_dry_run_renders_everything_and_sends_nothing(sandbox, sqlite_ledger, run_dag) -> None:
@@ -91,7 +100,64 @@ def test_dry_run_renders_everything_and_sends_nothing(sandbox, sqlite_ledger, ru
     assert result["state"] == "success", result["states"]
     assert sandbox.requests(service="whatsapp") == []
     report = xcom_result(result["run"], "account_for_every_invoice")
-    assert report["would_send"] > 250 and report["sent"] == 0
+    assert report["dry_run"] is True
+    assert report["this_run"]["sent"] == report["date_totals"]["sent"] == 0
+    assert report["this_run"]["would_send"] == len(sqlite_ledger.rows(status=("planned",))) > 250
+
+
+@pytest.mark.sandbox(invoices=40)
+def test_stop_reply_then_a_reminder_run_skips_that_customer_and_start_brings_them_back(
+    sandbox, sqlite_ledger, set_connection, run_dag
+) -> None:
+    """Meta (the sandbox) POSTs signed receipts and a customer's STOP to the real endpoint during a run."""
+    import requests
+
+    from tests.delivery.helpers import install_whatsapp, reply, serve, signed
+
+    extras = sandbox.webhook_extras()
+    install_whatsapp(set_connection, base=sandbox.connections()["whatsapp_default"], **extras)
+    conf = {"min_days_between_reminders": 0}  # every day's run reminds every invoice again
+    days = [pendulum.datetime(2026, 11, d, 9, tz="Asia/Kolkata") for d in (23, 24, 25)]
+    with serve() as (base, _app):
+        sandbox.set_faults(callback_url=f"{base}/webhook", callback_delay_ms=20, callback_failed_percent=40,
+                           callback_replies=[{"after": 2, "text": "paid yesterday"}, {"after": 5, "text": "STOP"}])
+        first = run_dag(DAG_ID, days[0], conf)
+        assert first["state"] == "success", first["states"]
+        assert sandbox.callbacks.wait_idle(30)
+        callbacks = sandbox.callback_log()
+        assert {e["http_status"] for e in callbacks} == {200}
+        (stop,) = [e for e in callbacks if e["kind"] == "message" and e["text"] == "STOP"]
+        stopped = "+" + stop["wa_id"]
+        not_on_whatsapp = {"+" + e["wa_id"] for e in callbacks if e["kind"] == "status" and e["status"] == "failed"}
+        assert not_on_whatsapp and stopped not in not_on_whatsapp
+        day1 = len(sandbox.messages())
+        assert stopped in {m["to"] for m in sandbox.messages()}
+
+        second = run_dag(DAG_ID, days[1], conf)
+        assert second["state"] == "success", second["states"]
+        day2_to = {m["to"] for m in sandbox.messages()[day1:]}
+        assert day2_to and not day2_to & ({stopped} | not_on_whatsapp)
+        rows = sqlite_ledger.rows(occasion=days[1].to_date_string())
+        skipped = {r["recipient"]: r["reason"] for r in rows if r["status"] == "skipped" and r["recipient"]}
+        assert {to for to, reason in skipped.items() if reason == "opted_out"} == {stopped}
+        assert {to for to, reason in skipped.items() if reason == "not_on_whatsapp"} == not_on_whatsapp
+        report = xcom_result(second["run"], "account_for_every_invoice")
+        by_reason = report["this_run"]["skipped_by_reason"]
+        assert by_reason["opted_out"] == sum(r["recipient"] == stopped for r in rows)
+        assert by_reason["not_on_whatsapp"] == sum(r["recipient"] in not_on_whatsapp for r in rows)
+        # receipts for the first day's messages reached the ledger and its summary
+        assert sandbox.callbacks.wait_idle(30)
+        first_report = xcom_result(first["run"], "account_for_every_invoice")
+        assert sum(first_report["delivery"]["by_delivery"].values()) == first_report["date_totals"]["sent"] == day1
+
+        body, headers = signed(reply(stop["wa_id"], "START"), secret=extras["app_secret"])
+        answer = requests.post(f"{base}/webhook", data=body, headers=headers, timeout=10)
+        assert answer.status_code == 200 and answer.json()["outcomes"] == {"opt_in": 1}
+        day2 = len(sandbox.messages())
+        third = run_dag(DAG_ID, days[2], conf)
+        assert third["state"] == "success", third["states"]
+        assert stopped in {m["to"] for m in sandbox.messages()[day2:]}
+        sandbox.callbacks.wait_idle(30)
 
 
 def test_unreachable_ledger_fails_before_anything_is_sent(sandbox, set_connection, run_dag) -> None:

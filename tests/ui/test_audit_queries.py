@@ -204,3 +204,32 @@ def test_paid_on_is_the_earliest_evidence_and_days_count_from_the_latest_reminde
     assert (by_id["i2"].paid_on, by_id["i2"].amount) == ("2026-01-03", Decimal("10"))  # the webhook came first
     assert by_id["i3"].paid_on == "2026-01-05"  # a retirement on the reminder's own day proves nothing
     assert receivables.bucket_of(None) == receivables.NO_DUE_DATE
+
+
+def test_a_ledger_without_receipts_or_replies_shows_dashes(tmp_path) -> None:
+    """A ledger still at migration 2 (no delivery receipts, no replies table): "—", not 0 and not an error."""
+    import sqlalchemy as sa
+
+    from zoho_whatsapp.ledger.schema import delivery_columns, messages
+
+    receipts = {c.name for c in delivery_columns.columns}
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    old = sa.MetaData()
+    sa.Table("messages", old, *(c.copy() for c in messages.columns if c.name not in receipts))
+    old.create_all(engine)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO messages (organization_id, invoice_id, kind, occasion, status, attempts, created_at, updated_at,"
+            " source, customer_id, map_index, dag_id, run_id) VALUES (:o, 'i1', 'payment_reminder', :d, 'sent', 1,"
+            " :t, :t, :s, 'C1', 0, 'd', 'r')"),
+            {"o": ORG, "d": A.isoformat(), "t": now, "s": '{"due_date": "2026-01-01", "balance": 5, "currency_code": "INR"}'})
+    queries = AuditQueries(engine)
+    assert not queries.shape.receipts and not queries.shape.replies
+    summary = queries.summary(Scope(ORG, A, TODAY))
+    totals = summary["daily"]["totals"]["reminders"]
+    assert (totals["sent"], totals["delivered"], totals["read"]) == (1, None, None)
+    assert summary["attention"]["replies_total"] is None and summary["messages"][0]["delivery"] is None
+    empty = AuditQueries(sa.create_engine(f"sqlite:///{tmp_path / 'empty.db'}"))
+    assert empty.organizations() == [] and empty.latest_organization() is None and empty.run_scope(None, "r") is None

@@ -35,7 +35,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from zoho_whatsapp.ledger.ledger import DEFAULT_CONN_ID, LedgerUnavailable, SendLedger, utcnow
+from zoho_whatsapp.ledger.ledger import (
+    DEFAULT_CONN_ID,
+    DEFAULT_NOT_ON_WHATSAPP_DAYS,
+    LedgerUnavailable,
+    SendLedger,
+    utcnow,
+)
 from zoho_whatsapp.ledger.schema import messages, suppressions, whatsapp_events, whatsapp_replies
 from zoho_whatsapp.rules.consent import DEFAULT_OPT_IN_KEYWORDS, DEFAULT_OPT_OUT_KEYWORDS, OPT_OUT, consent_action
 from zoho_whatsapp.rules.phone import mask_phone
@@ -56,7 +62,6 @@ NOT_ON_WHATSAPP = "not_on_whatsapp"
 MARKETING_STOPPED = "marketing_stopped"
 SUPPRESSING = (OPTED_OUT, NOT_ON_WHATSAPP)  # what stops a utility reminder or alert
 ACTIVE, LIFTED = "active", "lifted"
-DEFAULT_NOT_ON_WHATSAPP_DAYS = 30.0  # a number may join WhatsApp later: try it again after this
 DEFAULT_UNKNOWN_AFTER = timedelta(hours=1)  # Meta reports within seconds: unknown beyond this needs a person
 
 # Forward only. ``failed`` ranks above ``sent`` (it is news about a sent message) and below
@@ -124,6 +129,20 @@ def suppression_reason(
     found = suppressed_recipients(conn, [recipient], now=now, not_on_whatsapp_days=not_on_whatsapp_days,
                                   reasons=reasons)
     return found.get(recipient)
+
+
+def suppression_detail(reason: str, not_on_whatsapp_days: float = DEFAULT_NOT_ON_WHATSAPP_DAYS) -> str:
+    """Why a skipped row was not sent, as the audit shows it, and what lifts it.
+
+    >>> suppression_detail("not_on_whatsapp", 30)
+    'WhatsApp reported this number is not on WhatsApp in the last 30 days; it is tried again after that, or as soon as it writes to us'
+    """
+    if reason == OPTED_OUT:
+        return "the customer opted out by replying STOP (or another opt-out keyword); a START reply opts back in"
+    if reason == NOT_ON_WHATSAPP:
+        return (f"WhatsApp reported this number is not on WhatsApp in the last {not_on_whatsapp_days:g} days; "
+                "it is tried again after that, or as soon as it writes to us")
+    return f"suppressed: {reason}"
 
 
 def suppressed_recipients(

@@ -40,6 +40,10 @@ FINAL = ("sent", "skipped", "failed", "unknown")
 OPEN = ("fetched", "planned", "sending")
 DELIVERED_OR_MAYBE = ("sent", "sending", "unknown")  # what the cadence counts as "reminded"
 RECIPIENT_CAP = "recipient_hourly_cap"  # the skip reason of a claim over a RecipientCap
+DEFAULT_NOT_ON_WHATSAPP_DAYS = 30.0  # a number may join WhatsApp later: try it again after this
+# Whose doing a row's state is: a claim stamps run_id on the rows it sends; planning happens in the
+# run that fetched the row (seen_run_id).
+_SETTLED_BY_RUN = ("sending", "sent", "failed", "unknown")
 
 
 class LedgerUnavailable(AirflowFailException):
@@ -87,7 +91,9 @@ class Claim:
     """Outcome of trying to take a row for sending."""
 
     claimed: bool
-    reason: str | None = None  # why not: "taken" (not planned any more), "cadence" or RECIPIENT_CAP
+    # why not: "taken" (not planned any more), "cadence", RECIPIENT_CAP, or a suppression
+    # ("opted_out", "not_on_whatsapp")
+    reason: str | None = None
     row: dict[str, Any] = field(default_factory=dict)
 
 
@@ -496,16 +502,22 @@ class SendLedger:
         *,
         min_days_between: int = 0,
         recipient_cap: RecipientCap | None = None,
+        not_on_whatsapp_days: float = DEFAULT_NOT_ON_WHATSAPP_DAYS,
     ) -> Claim:
-        """Atomically take a ``planned`` row for sending, unless the cadence or the recipient cap forbids it.
+        """Atomically take a ``planned`` row for sending, unless a suppression, the cadence or the cap forbids it.
 
         The row moves to ``sending`` only if it is still ``planned``. Within the same transaction
-        any other row for the same invoice and kind that was sent (or may have been) within
-        ``min_days_between`` IST days turns this one into ``skipped``/``cadence``, and
-        ``recipient_cap.limit`` such rows of its kinds to the same number within the cap's window
-        turn it into ``skipped``/``recipient_hourly_cap``. PostgreSQL serialises claims of one
-        invoice (and of one number, under a cap) with advisory locks; SQLite has a single writer.
+        a suppression of its number (the customer replied STOP since planning: ``opted_out``; a
+        delivery failed as not on WhatsApp within ``not_on_whatsapp_days``: ``not_on_whatsapp``)
+        turns it into ``skipped`` with that reason; so does any other row for the same invoice and
+        kind that was sent (or may have been) within ``min_days_between`` IST days (``cadence``),
+        and ``recipient_cap.limit`` such rows of its kinds to the same number within the cap's
+        window (``recipient_hourly_cap``). PostgreSQL serialises claims of one invoice (and of one
+        number, under a cap) with advisory locks; SQLite has a single writer.
         """
+        # delivery.py builds on this module: imported here, not at the top.
+        from zoho_whatsapp.ledger.delivery import suppression_detail, suppression_reason
+
         now = self.now()
         today = ist_day(now)
         with self.transaction() as conn:
@@ -537,7 +549,13 @@ class SendLedger:
             ).rowcount
             if taken != 1:
                 return Claim(False, "taken", row)
-            refusal = self._cadence(conn, row, today, min_days_between)
+            refusal = None
+            suppressed = row["recipient"] and suppression_reason(
+                conn, row["recipient"], now=now, not_on_whatsapp_days=not_on_whatsapp_days)
+            if suppressed:
+                refusal = suppressed, suppression_detail(suppressed, not_on_whatsapp_days)
+            if refusal is None:
+                refusal = self._cadence(conn, row, today, min_days_between)
             if refusal is None and capped:
                 assert recipient_cap is not None
                 refusal = self._over_cap(conn, row, now, recipient_cap)
@@ -621,11 +639,22 @@ class SendLedger:
 
     # -- accounting ---------------------------------------------------------------------------
 
-    def account(self, key: SendKey) -> dict[str, Any]:
-        """Counts for one key: by status, skipped by reason, failed by code."""
+    def account(self, key: SendKey, *, run_id: str | None = None) -> dict[str, Any]:
+        """Counts for one key: by status, skipped by reason, failed by code.
+
+        With ``run_id``, only what that run did: the rows it claimed (sent, failed, unknown, still
+        sending) and the rows it planned or skipped. A re-run of a date already sent counts none of
+        the earlier run's messages.
+        """
+        where = list(_of(key))
+        if run_id is not None:
+            where.append(sa.or_(
+                sa.and_(messages.c.status.in_(_SETTLED_BY_RUN), messages.c.run_id == run_id),
+                sa.and_(messages.c.status.not_in(_SETTLED_BY_RUN), messages.c.seen_run_id == run_id),
+            ))
         query = (
             sa.select(messages.c.status, messages.c.reason, messages.c.error_code, sa.func.count())
-            .where(*_of(key))
+            .where(*where)
             .group_by(messages.c.status, messages.c.reason, messages.c.error_code)
         )
         by_status: Counter[str] = Counter()

@@ -37,12 +37,15 @@ answer 200.
 
 The endpoint validates the body, stores the event in the ledger database's inbox and answers; it
 holds no Zoho or WhatsApp credentials and sends nothing. The triggerer notices the stored event
-and starts the ``zoho_books_invoice_alerts`` DAG, which does the sending.
+and starts the ``zoho_books_invoice_alerts`` DAG, which does the sending. While that DAG is paused
+(or not parsed yet) the event waits, and the 202 carries a ``note`` saying so: the caller has proved
+it knows the secret by then, and the DAG's pause state (one metadata-DB read per
+``secret_cache_seconds``) is all it learns.
 
 Answers (nothing is stored unless 2xx; no bad input ever gets a 5xx):
 
 =====  ==========================================================================================
-202    stored
+202    stored (with a ``note`` when the alerts DAG is paused or not loaded: the event waits)
 200    duplicate: the event is already stored (Zoho retried, or the record was edited)
 400    malformed JSON (not UTF-8, NaN/Infinity, out-of-range number, a duplicated key, ...)
 401    missing or wrong secret or signature, or a ``secret`` query parameter
@@ -89,6 +92,7 @@ MIN_SECRET_CHARS = 32
 DEFAULT_MAX_PENDING_EVENTS = 1000
 DEFAULT_MAX_EVENT_AGE_SECONDS = 3 * 24 * 3600.0  # Zoho's retries, and a long weekend of downtime
 UNAVAILABLE = "the webhook endpoint is temporarily unavailable; retry later"
+ALERTS_DAG_ID = "zoho_books_invoice_alerts"
 
 
 class WebhookNotConfigured(Exception):
@@ -104,6 +108,7 @@ class WebhookSettings:
     max_body_bytes: int = MAX_BODY_BYTES
     secret_cache_seconds: float = 30.0  # how long a read of the connection is trusted
     min_refresh_seconds: float = 5.0  # a failed authentication re-reads it (a rotated secret) at most this often
+    alerts_dag_id: str = ALERTS_DAG_ID  # a stored event waits while this DAG is paused: the 202 says so
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,8 @@ class _Resources:
         self.config = CachedLookup(self._read, max_age=max(settings.secret_cache_seconds, settings.min_refresh_seconds),
                                    min_refresh=settings.min_refresh_seconds)
         self.refused: Counter[str] = Counter()  # refusals by reason, since the worker started
+        self.alerts_paused = CachedLookup(self._alerts_paused, max_age=settings.secret_cache_seconds,
+                                          min_refresh=settings.min_refresh_seconds)
 
     def _read(self) -> WebhookConfig:
         from airflow.sdk import BaseHook
@@ -177,6 +184,30 @@ class _Resources:
                 f"connection {conn_id!r} is not defined: create it with a long random secret as its password"
             ) from None
         return read_config(conn, conn_id)
+
+    def _alerts_paused(self) -> bool | None:
+        """Whether the alerts DAG is paused (None: not parsed yet); one primary-key read of the metadata DB."""
+        import sqlalchemy as sa
+        from airflow.models.dag import DagModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            return session.scalar(sa.select(DagModel.is_paused).where(DagModel.dag_id == self.settings.alerts_dag_id))
+
+    def waiting_note(self) -> str | None:
+        """What a caller who knows the secret should hear when its event will wait; never raises."""
+        try:
+            paused = self.alerts_paused.get()
+        except Exception as exc:  # the answer is still 202: the event is stored either way
+            log.debug("could not tell whether %s is paused: %s", self.settings.alerts_dag_id, exc)
+            return None
+        dag_id = self.settings.alerts_dag_id
+        if paused is None:
+            return f"the DAG {dag_id} is not loaded yet: the event waits in the inbox until it is"
+        if paused:
+            return (f"the DAG {dag_id} is paused: the event waits in the inbox and is sent when the DAG is "
+                    "unpaused (Airflow UI, DAGs)")
+        return None
 
     def inbox(self) -> Any:
         with self._lock:
@@ -315,7 +346,12 @@ def create_app(settings: WebhookSettings | None = None) -> FastAPI:
             return _answer(200, {"status": "duplicate", "event_id": stored.event_id, "event_key": stored.event_key,
                                  "deliveries": stored.deliveries, "event_status": stored.status})
         log.info("stored webhook event %s as #%d in %.1f ms", stored.event_key, stored.event_id, elapsed)
-        return _answer(202, {"status": "accepted", "event_id": stored.event_id, "event_key": stored.event_key})
+        accepted = {"status": "accepted", "event_id": stored.event_id, "event_key": stored.event_key}
+        # Only an authenticated caller gets here: it may learn that its events wait.
+        note = await run_in_threadpool(resources.waiting_note)
+        if note:
+            log.warning("webhook event %s stored, but %s", stored.event_key, note)
+        return _answer(202, {**accepted, "note": note} if note else accepted)
 
     return app
 

@@ -15,7 +15,8 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from zoho_whatsapp.ledger import RunInfo, SendKey, SendLedger
-from zoho_whatsapp.ledger.ledger import RECIPIENT_CAP, RecipientCap
+from zoho_whatsapp.ledger.delivery import NOT_ON_WHATSAPP, OPTED_OUT, callback_data
+from zoho_whatsapp.ledger.ledger import DEFAULT_NOT_ON_WHATSAPP_DAYS, RECIPIENT_CAP, RecipientCap
 from zoho_whatsapp.rules.templates import TemplateError, TemplateSpec, build_template_message, render_text
 from zoho_whatsapp.whatsapp.batching import pair_rate_order
 from zoho_whatsapp.whatsapp.errors import Outcome, PairRateExceeded, ThroughputExceeded, WhatsAppSendError
@@ -24,7 +25,8 @@ from zoho_whatsapp.whatsapp.rate_limit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-_CLAIM_REFUSALS = {"cadence": "skipped_cadence", RECIPIENT_CAP: "skipped_recipient_cap"}
+_CLAIM_REFUSALS = {"cadence": "skipped_cadence", RECIPIENT_CAP: "skipped_recipient_cap",
+                   OPTED_OUT: "skipped_opted_out", NOT_ON_WHATSAPP: "skipped_not_on_whatsapp"}
 PAIR_INTERVAL = PairRateExceeded.pair_interval_seconds
 THROUGHPUT_WINDOW = 1.0  # Meta counts a number's throughput per sliding second
 
@@ -36,15 +38,31 @@ class BatchRef:
     key: SendKey
     batch: int
     parallel_share: int = 1  # how many batches share the messages_per_second budget
+    # Planned in this batch, and batches in the run: only for the name the UI shows, not its identity.
+    messages: int = field(default=0, compare=False)
+    batches: int = field(default=0, compare=False)
+    # The window planning used for numbers not on WhatsApp; the claim checks again with the same one.
+    not_on_whatsapp_days: float = field(default=DEFAULT_NOT_ON_WHATSAPP_DAYS, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat, for XCom and the task's log: organization_id, kind, occasion, batch, parallel_share."""
-        return {**asdict(self.key), "batch": self.batch, "parallel_share": self.parallel_share}
+        """Flat, for XCom and the task's log: organization_id, kind, occasion, batch, parallel_share, messages,
+        batches, not_on_whatsapp_days."""
+        return {**asdict(self.key), "batch": self.batch, "parallel_share": self.parallel_share,
+                "messages": self.messages, "batches": self.batches, "not_on_whatsapp_days": self.not_on_whatsapp_days}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchRef:
         key = SendKey(str(data["organization_id"]), str(data["kind"]), str(data["occasion"]))
-        return cls(key, int(data["batch"]), int(data.get("parallel_share", 1)))
+        return cls(key, int(data["batch"]), int(data.get("parallel_share", 1)), int(data.get("messages", 0)),
+                   int(data.get("batches", 0)),
+                   not_on_whatsapp_days=float(data.get("not_on_whatsapp_days", DEFAULT_NOT_ON_WHATSAPP_DAYS)))
+
+    @property
+    def label(self) -> str:
+        """The mapped send task's name in the UI: ``batch 2/4 · 80 messages`` (batches count from 1)."""
+        if not self.batches:  # planned before batches carried their size
+            return f"batch {self.batch + 1}"
+        return f"batch {self.batch + 1}/{self.batches} · {self.messages} message{'s' if self.messages != 1 else ''}"
 
 
 @dataclass
@@ -90,8 +108,10 @@ class BatchSender:
         self._count_lock = threading.Lock()
         self._done = 0
         self._total = 0
+        self._not_on_whatsapp_days = DEFAULT_NOT_ON_WHATSAPP_DAYS
 
     def send(self, ref: BatchRef) -> BatchResult:
+        self._not_on_whatsapp_days = ref.not_on_whatsapp_days
         rows = self.ledger.batch_rows(ref.key, ref.batch)
         interrupted = self.ledger.mark_interrupted([r["id"] for r in rows if r["status"] == "sending"], self.run)
         if interrupted:
@@ -148,12 +168,16 @@ class BatchSender:
     def _claim_and_send(self, row: dict[str, Any]) -> None:
         token = uuid.uuid4().hex
         claim = self.ledger.claim(
-            row["id"], self.run, token, min_days_between=self.min_days_between, recipient_cap=self.recipient_cap
+            row["id"], self.run, token, min_days_between=self.min_days_between, recipient_cap=self.recipient_cap,
+            not_on_whatsapp_days=self._not_on_whatsapp_days,
         )
         if not claim.claimed:
             if claim.reason == RECIPIENT_CAP:
                 log.warning("%s to %s not sent: that number already had %d alert(s) within the hour",
                             row["invoice_number"], row["phone_masked"], self.recipient_cap.limit)
+            elif claim.reason in (OPTED_OUT, NOT_ON_WHATSAPP):
+                log.info("%s to %s not sent: %s since it was planned", row["invoice_number"], row["phone_masked"],
+                         claim.reason)
             self._count(_CLAIM_REFUSALS.get(claim.reason, "already_taken"))
             return
         try:
@@ -222,7 +246,7 @@ class BatchSender:
     def _body(self, row: dict[str, Any]) -> dict[str, Any]:
         spec = self.templates[row["template_name"]]
         params = json.loads(row["parameters"] or "{}")
-        opaque = f"{row['organization_id']}:{row['kind']}:{row['invoice_id']}:{row['occasion']}"
+        opaque = callback_data(row["organization_id"], row["kind"], row["invoice_id"], row["occasion"])
         return build_template_message(spec, row["recipient"], params, language=row["template_language"], opaque=opaque)
 
     def _wait_for_recipient(self, recipient: str) -> None:

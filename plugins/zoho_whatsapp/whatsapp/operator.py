@@ -19,10 +19,13 @@ class WhatsAppOperator(BaseOperator):
 
     .. code-block:: python
 
-        WhatsAppOperator.partial(task_id="send_batches").expand(batch=plan_reminders())
+        WhatsAppOperator.partial(task_id="send_batches", map_index_template="{{ task.batch_label }}").expand(
+            batch=plan_reminders()
+        )
 
     :param batch: a :class:`BatchRef` as a dict (organization_id, kind, occasion, batch,
-        parallel_share).
+        parallel_share, messages, batches); ``map_index_template="{{ task.batch_label }}"`` names
+        the mapped instance after it.
     :param messages_per_second: the run's total send rate; each of ``parallel_share`` batches
         running at once takes its share.
     :param max_workers: concurrent requests within the batch.
@@ -54,6 +57,16 @@ class WhatsAppOperator(BaseOperator):
         self.min_days_between_reminders = min_days_between_reminders
         self.dry_run = dry_run
 
+    @property
+    def batch_label(self) -> str:
+        """``batch 2/4 · 80 messages``: the mapped instance's name in the UI (``map_index_template``)."""
+        from zoho_whatsapp.whatsapp.batch import BatchRef
+
+        try:
+            return BatchRef.from_dict(self.batch).label
+        except (KeyError, TypeError, ValueError):  # not resolved yet, or not a batch: Airflow shows the index
+            return ""
+
     def execute(self, context: Any) -> dict[str, int]:
         # Imported here so that parsing a DAG file that uses this operator stays cheap.
         from zoho_whatsapp.ledger import RunInfo, SendLedger
@@ -73,6 +86,7 @@ class WhatsAppOperator(BaseOperator):
             ).as_dict()
         finally:
             ledger.dispose()
+
 
 def _as_bool(value: bool | str) -> bool:
     return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")

@@ -33,19 +33,24 @@ class RateLimiter:
             raise ValueError(f"jitter must not be negative, got {jitter}")
         self.rate = rate
         self.interval = (1.0 + jitter) / rate
-        self._next = time.monotonic()
+        self._last = time.monotonic() - self.interval
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        delay = slot - now
-        if delay > 0:
-            time.sleep(delay)
+        # A slot is granted only when it is taken, an interval after the previous grant, never
+        # booked ahead: after a stall (a busy CPU, a paused process) the waiting threads are let
+        # through one interval apart instead of all at once, so a backlog is never sent faster
+        # than the cap.
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                wait = self._last + self.interval - now
+                if wait <= 0:
+                    self._last = now
+                    return
+            time.sleep(wait)
 
     def pause(self, seconds: float) -> None:
         """Push every future slot back, after the provider said we are too fast."""
         with self._lock:
-            self._next = max(self._next, time.monotonic() + seconds)
+            self._last = max(self._last, time.monotonic() + seconds - self.interval)

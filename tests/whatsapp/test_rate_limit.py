@@ -1,0 +1,71 @@
+"""The limiter never lets a backlog out faster than its rate, even after the process stalls."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from zoho_whatsapp.whatsapp import rate_limit
+from zoho_whatsapp.whatsapp.rate_limit import RateLimiter
+
+
+def _grants(limiter: RateLimiter, threads: int, per_thread: int) -> list[float]:
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(per_thread):
+            limiter.acquire()
+            with lock:
+                times.append(time.monotonic())
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return sorted(times)
+
+
+def test_grants_are_spaced_by_the_interval() -> None:
+    limiter = RateLimiter(100, jitter=0.0)
+    times = _grants(limiter, threads=8, per_thread=10)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= limiter.interval * 0.95, min(gaps)
+
+
+def test_a_stall_does_not_release_a_burst(monkeypatch) -> None:
+    """Every sleeping thread oversleeps by 0.3 s once (a CPU hog, a paused process): the grants
+    that follow stay one interval apart, and no sliding second holds more than the rate."""
+    rate = 50
+    real_sleep = time.sleep
+    stalled: set[int] = set()
+
+    def stalling_sleep(seconds: float) -> None:
+        me = threading.get_ident()
+        extra = 0.0
+        if me not in stalled and len(stalled) < 8:
+            stalled.add(me)
+            extra = 0.3
+        real_sleep(seconds + extra)
+
+    monkeypatch.setattr(rate_limit.time, "sleep", stalling_sleep)
+    limiter = RateLimiter(rate, jitter=0.0)
+    times = _grants(limiter, threads=8, per_thread=15)
+    assert stalled, "the stall was not simulated"
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= limiter.interval * 0.95, f"burst after a stall: gap {min(gaps):.4f}s"
+    lo = 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - 1.0:
+            lo += 1
+        assert hi - lo + 1 <= rate
+
+
+def test_pause_pushes_the_next_grant_back() -> None:
+    limiter = RateLimiter(1000)
+    limiter.acquire()
+    limiter.pause(0.2)
+    start = time.monotonic()
+    limiter.acquire()
+    assert time.monotonic() - start >= 0.19
