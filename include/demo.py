@@ -1,13 +1,17 @@
-"""`make demo`: the reminder DAG end to end against the local sandbox, then what was sent.
+"""`make demo`: the reminder DAG end to end against the local sandbox, then what was sent and what came back.
 
-Starts the sandbox on loopback, points the three Airflow connections at it, runs
+Starts the sandbox on loopback, and the plugin's WhatsApp webhook endpoint (``/whatsapp/webhook``,
+on a free loopback port) that the sandbox, playing Meta, POSTs its signed delivery receipts and the
+customers' replies to; points the three Airflow connections at the sandbox, runs
 ``zoho_books_payment_reminders`` once with ``dag.test()`` (its Airflow log goes to
-.airflow-demo/dag-run.log), stops the sandbox and prints the outcome as a person wants it.
+.airflow-demo/dag-run.log), waits for the last receipts, stops both and prints the outcome as a
+person wants it: sent / delivered / read / failed, and the replies (numbers masked).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,20 +39,28 @@ def run_dag_once(dag_id: str, logical_date: str, conf: str) -> None:
 
 
 def main() -> int:
-    local_airflow.add_source_paths()
+    # This process serves the webhook endpoint, which reads its connection through Airflow.
+    local_airflow.configure_this_process(HOME, logging_level="WARNING")
     from sandbox import Sandbox
 
-    HOME.mkdir(exist_ok=True)
     ledger_path = HOME / "reminder_ledger.db"
-    ledger_path.unlink(missing_ok=True)  # each demo starts from an empty ledger
+    for leftover in HOME.glob("reminder_ledger.db*"):  # each demo starts from an empty ledger (and its WAL)
+        leftover.unlink()
     started = time.monotonic()
     sb = Sandbox(host="127.0.0.1", port=0, seed=42).start()
     print(f"sandbox (Zoho OAuth + Zoho Books + WhatsApp Cloud API) listening on {sb.url}")
     connections = {**sb.connections(), **local_airflow.sqlite_ledger(ledger_path)}
+    connections["whatsapp_default"]["extra"].update(sb.webhook_extras())  # checks the sandbox's signatures
+    os.environ.update(local_airflow.connection_env(connections))
     env = local_airflow.environment(HOME, extra=local_airflow.connection_env(connections))
     log_path = HOME / "dag-run.log"
+    from zoho_whatsapp.webhooks.whatsapp_app import create_app
+
+    webhooks = create_app()
     try:
-        with log_path.open("w") as log:
+        with log_path.open("w") as log, local_airflow.serve_on_loopback(webhooks) as base:
+            sb.set_faults(callback_url=f"{base}/webhook")
+            print(f"WhatsApp webhook endpoint (receipts, replies) listening on {base}/webhook")
             local_airflow.migrate_db(env, log=log)
             import pendulum
 
@@ -59,9 +71,12 @@ def main() -> int:
                 [sys.executable, __file__, "--run-dag", DAG_ID, when.isoformat(), json.dumps({"messages_per_second": 60})],
                 env=env, stdout=log, stderr=log,
             )
+            if not sb.callbacks.wait_idle(timeout=30):
+                print("some receipts had not arrived after 30 s: the counts below are what had")
         report(sb, ledger_path, time.monotonic() - started)
     finally:
         sb.stop()
+        webhooks.state.resources.dispose()
     if child.returncode != 0:
         print(f"\nthe DAG run failed: see {log_path}")
         return 1
@@ -71,9 +86,13 @@ def main() -> int:
 def report(sb: object, ledger_path: Path, seconds: float) -> None:
     import sqlalchemy as sa
 
+    from zoho_whatsapp.ledger.delivery import delivery_summary, recent_replies
+
     engine = sa.create_engine(f"sqlite:///{ledger_path}")
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM messages ORDER BY id"))]
+        receipts = delivery_summary(conn, kind="payment_reminder")
+        replies = recent_replies(conn)
     engine.dispose()
     status = Counter(r["status"] for r in rows)
     skipped = Counter(r["reason"] for r in rows if r["status"] == "skipped")
@@ -90,6 +109,13 @@ def report(sb: object, ledger_path: Path, seconds: float) -> None:
         print(f"    {reason:<28}{n}")
     print(f"Failed at WhatsApp:               {status.get('failed', 0)}" + (f"   {dict(failed)}" if failed else ""))
     print(f"Outcome unknown:                  {status.get('unknown', 0)}")
+    received_by = receipts["by_delivery"]
+    print("Then, by WhatsApp's receipts:")
+    print(f"    delivered                   {received_by.get('delivered', 0)}")
+    print(f"    read                        {received_by.get('read', 0)}")
+    print(f"    failed                      {received_by.get('failed', 0)}"
+          + (f"   {receipts['failed_by_class']}" if receipts["failed_by_class"] else ""))
+    print(f"    no receipt yet              {received_by.get('sent', 0)}")
     print(f"Zoho Books API calls used:        {zoho_calls}   (+{token_calls} token request(s))")
     print(f"Wall time:                        {seconds:.1f}s")
     print("=" * 72)
@@ -102,6 +128,11 @@ def report(sb: object, ledger_path: Path, seconds: float) -> None:
         print("Some that were skipped, and why:")
         for r in examples:
             print(f"  {r['invoice_number']} ({r['customer_name']}): {r['reason']} - {r['error_message'] or ''}")
+    print(f"\nReplies received on WhatsApp: {len(replies)}")
+    for r in reversed(replies):
+        action = {"opt_out": "   -> opted out: no more messages until they reply START",
+                  "opt_in": "   -> opted back in"}.get(r["consent_action"] or "", "")
+        print(f"  {r['phone_masked']} ({r['customer_name'] or 'unknown customer'}): {r['text']!r}{action}")
 
 
 if __name__ == "__main__":

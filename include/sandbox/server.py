@@ -49,7 +49,7 @@ def connections_for(url: str, creds: dict[str, str]) -> dict[str, dict[str, Any]
             "password": creds["zoho_client_secret"],
             "extra": {
                 "refresh_token": creds["zoho_refresh_token"],
-                "region": "in",
+                "region": "zoho.in",
                 "organization_id": creds["organization_id"],
                 "accounts_url": url,
                 "api_url": url,

@@ -234,7 +234,7 @@ def cmd_zoho_auth(args: argparse.Namespace) -> int:
             f"generate a new grant code at {console_host(home)} and run with --region {home}. Nothing was written."
         )
 
-    extra: dict[str, Any] = {"refresh_token": grant.refresh_token, "region": region.code}
+    extra: dict[str, Any] = {"refresh_token": grant.refresh_token, "region": region.domain}  # not "in": see ZohoRegion.domain
     if args.accounts_url:
         extra["accounts_url"] = grant.accounts_url
     if args.api_url:

@@ -19,7 +19,9 @@ from typing import Any
 
 PACKAGE_NAME = "zoho-books-whatsapp"  # must equal [project].name in pyproject.toml
 VERSION = "0.1.0"
-REGIONS = ["in", "us", "eu", "au", "jp", "ca", "cn", "sa"]
+# Data centres as the domain people log in to (accounts.zoho.in -> zoho.in), not Zoho's two-letter
+# codes: the Task SDK masks every extra value, and one under 5 characters logs a warning in every task.
+REGIONS = ["zoho.in", "zoho.com", "zoho.eu", "zoho.com.au", "zoho.jp", "zohocloud.ca", "zoho.com.cn", "zoho.sa"]
 
 
 def _field(label: str, description: str, **schema: Any) -> dict[str, Any]:
@@ -62,9 +64,10 @@ def get_provider_info() -> dict[str, Any]:
                     ),
                     "region": _field(
                         "Data centre",
-                        "Where the account lives: accounts.zoho.in means 'in'. Decides the OAuth and API hosts.",
+                        "Where the account lives: the domain you log in to (accounts.zoho.in means zoho.in). "
+                        "Decides the OAuth and API hosts.",
                         enum=[*REGIONS, None],
-                        default="in",
+                        default="zoho.in",
                     ),
                     "organization_id": _field(
                         "Organization ID",

@@ -68,7 +68,7 @@ def test_dag_definition(airflow_db) -> None:
     assert classpath == "zoho_whatsapp.webhooks.trigger.WebhookInboxTrigger"
     assert kwargs["ledger_conn_id"] == "reminder_ledger_default" and kwargs["poll_interval"] <= 2
     assert dag.get_task("send_alert").map_index_template == "{{ alert_event }}"
-    assert set(dag.params) >= {"event_ids", "messages_per_second"}
+    assert set(dag.params) >= {"event_ids", "messages_per_second", "not_on_whatsapp_days"}
     assert dag.doc_md and "webhooks/invoices" in dag.doc_md
 
 
@@ -107,6 +107,32 @@ def test_invoice_created_webhook_sends_one_alert_and_the_run_names_the_event(
     # a second run finds nothing pending and sends nothing
     assert run_dag(DAG_ID)["state"] == "success"
     assert len(sandbox.messages()) == 1
+
+
+def test_a_customer_who_replied_stop_gets_no_alert(sandbox, sqlite_ledger, secret, set_connection, run_dag) -> None:
+    import requests
+
+    from tests.delivery.helpers import install_whatsapp, reply, serve, signed
+
+    invoice, _, number = usable_invoice(sandbox)
+    install_whatsapp(set_connection, base=sandbox.connections()["whatsapp_default"])
+    with serve() as (base, _app):
+        body, signature = signed(reply(number.lstrip("+"), "Stop reminders"))  # through Meta's signed webhook
+        answer = requests.post(f"{base}/webhook", data=body, headers=signature, timeout=10)
+    assert answer.status_code == 200 and answer.json()["outcomes"] == {"opt_out": 1}
+    (delivered,) = deliver(INVOICES, flat_invoice_body(invoice, "9820012345"), secret)
+    assert delivered.status_code == 202
+
+    result = run_dag(DAG_ID)
+    assert result["state"] == "success", result["states"]
+    assert sandbox.messages() == []
+    (row,) = alert_rows(sqlite_ledger)
+    assert (row["status"], row["reason"]) == ("skipped", "opted_out")
+    (inbox,) = inbox_rows()
+    outcome = json.loads(inbox["outcome"])
+    assert inbox["status"] == "handled" and outcome["this_run"]["skipped_by_reason"] == {"opted_out": 1}
+    assert outcome["messages"] == [{"invoice_number": invoice["invoice_number"], "status": "skipped",
+                                    "reason": "opted_out", "to": row["phone_masked"], "error_code": None}]
 
 
 def test_duplicate_and_concurrent_duplicate_deliveries_send_one_message(sandbox, sqlite_ledger, secret, run_dag) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,28 +78,15 @@ def preference(wa_id: str, value: str, *, at: int | None = None) -> dict[str, An
 @contextmanager
 def serve(**settings: Any) -> Iterator[tuple[str, Any]]:
     """The WhatsApp webhook app (as the plugin builds it) on a real loopback uvicorn server: (base URL, app)."""
-    import uvicorn
+    from local_airflow import serve_on_loopback
 
     from zoho_whatsapp.webhooks.whatsapp_app import WhatsAppWebhookSettings, create_app
 
     app = create_app(WhatsAppWebhookSettings(**{"secret_max_age": 0.0, "secret_min_refresh": 0.0, **settings}))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}", app
+        with serve_on_loopback(app) as base:
+            yield base, app
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
         app.state.resources.dispose()
 
 

@@ -56,7 +56,7 @@ def test_airflow_registers_both_connection_types_with_their_forms() -> None:
     refresh = widgets["extra__zoho_books__refresh_token"]
     assert refresh.is_sensitive
     assert refresh.field["schema"]["title"] == "Refresh token"
-    assert widgets["extra__zoho_books__region"].field["value"] == "in"
+    assert widgets["extra__zoho_books__region"].field["value"] == "zoho.in"
     assert widgets["extra__whatsapp__phone_number_id"].field["schema"]["title"] == "Phone number ID"
 
     behaviour = pm.field_behaviours
@@ -88,7 +88,7 @@ def test_form_fields_are_the_keys_the_hooks_read(set_connection) -> None:
     urls = {"accounts_url": "https://accounts.zoho.eu", "api_url": "https://www.zohoapis.eu",
             "base_url": "http://127.0.0.1:8123"}
     zoho_extra = {k: urls.get(k, f"value-{k}") for k in types["zoho_books"]["conn-fields"]}
-    zoho_extra["region"] = "eu"
+    zoho_extra["region"] = "zoho.eu"
     set_connection("zoho_books_default", {"conn_type": "zoho_books", "login": "id", "password": "secret",
                                           "extra": zoho_extra})
     s = ZohoBooksHook().settings

@@ -99,7 +99,9 @@ def test_batch_killed_mid_way_then_retried_sends_each_message_once(sandbox, ledg
     else:  # SIGTERM lets the sends in flight finish and settle
         assert unknown == []
     report = account_for_run(fetched, run_id="run-killed", dry_run=False)
-    assert report["open"] == 0 and report["sent"] + report["unknown"] == planned
+    totals = report["date_totals"]
+    assert totals["open"] == 0 and totals["sent"] + totals["unknown"] == planned
+    assert (report["this_run"]["sent"], report["this_run"]["unknown"]) == (totals["sent"], totals["unknown"])
     figure(f"{kill} after {killed_at} of {planned} received, then retried: received {sum(received.values())}, "
            f"duplicates {sum(n - 1 for n in received.values())}, unknown {len(unknown)}")
 
@@ -161,7 +163,10 @@ def test_lost_response_is_unknown_and_resent_only_when_asked(sandbox, ledger) ->
     send_all(again, "run-2")
     assert len(sandbox.messages()) == total  # not resent by a re-run
     report = account_for_run(fetched, run_id="run-2", dry_run=False)
-    assert report["unknown"] == 1
+    assert report["date_totals"]["unknown"] == 1 and report["delivery"]["unknown_waiting"] == 1
+    assert (report["this_run"]["sent"], report["this_run"]["unknown"]) == (0, 0)  # run-2 sent nothing
+    old = account_for_run(fetched, run_id="run-2", dry_run=False, unknown_after_minutes=0.0001)
+    assert old["delivery"]["unknown_to_check"] == 1  # no receipt arrived: a person checks it
     _, forced = prepare("2026-11-25", "run-3", resend_unknown=True)
     send_all(forced, "run-3")
     assert len(sandbox.messages()) == total + 1

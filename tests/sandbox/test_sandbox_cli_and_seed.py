@@ -80,7 +80,7 @@ def test_connections_shape(sandbox) -> None:
     c = sandbox.credentials
     assert conns["zoho_books_default"] == {
         "conn_type": "zoho_books", "login": c["zoho_client_id"], "password": c["zoho_client_secret"],
-        "extra": {"refresh_token": c["zoho_refresh_token"], "region": "in", "organization_id": c["organization_id"],
+        "extra": {"refresh_token": c["zoho_refresh_token"], "region": "zoho.in", "organization_id": c["organization_id"],
                   "accounts_url": sandbox.url, "api_url": sandbox.url}}
     assert conns["whatsapp_default"] == {
         "conn_type": "whatsapp", "password": c["whatsapp_token"],

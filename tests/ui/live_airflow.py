@@ -62,8 +62,13 @@ def _tail(log: Path, lines: int = 40) -> str:
 
 
 @contextmanager
-def api_server(home: Path, work: Path, connections: Mapping[str, Mapping[str, Any]]) -> Iterator[LiveAirflow]:
-    """Start ``airflow api-server`` (1 worker) on loopback; stop it (its whole process group) afterwards."""
+def api_server(home: Path, work: Path, connections: Mapping[str, Mapping[str, Any]], *,
+               settings: Mapping[str, str] | None = None, components: tuple[str, ...] = ()) -> Iterator[LiveAirflow]:
+    """Start ``airflow api-server`` (1 worker) on loopback; stop it (its whole process group) afterwards.
+
+    ``settings``: more ``AIRFLOW__*`` for this server; ``components``: more of Airflow's processes
+    started with the same environment (``scheduler``, ``dag-processor``), so their tasks reach it.
+    """
     port = local_airflow.free_port()
     password = secrets.token_urlsafe(12)
     passwords = work / "simple_auth_manager_passwords.json"
@@ -74,22 +79,30 @@ def api_server(home: Path, work: Path, connections: Mapping[str, Mapping[str, An
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         **local_airflow.connection_env(connections),
+        **(settings or {}),
     })
     log = work / "api-server.log"
     airflow = str(Path(sys.executable).with_name("airflow"))
     with open(log, "wb") as out:
         child = subprocess.Popen([airflow, "api-server", "--port", str(port), "--workers", "1"], env=env,
                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    others = []
+    for name in components:
+        with open(work / f"{name}.log", "wb") as out:
+            others.append(subprocess.Popen([airflow, name], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                           start_new_session=True))
     url = f"http://127.0.0.1:{port}"
     try:
         _wait("its health check", lambda: httpx.get(f"{url}/api/v2/monitor/health", timeout=5).status_code == 200,
               180, child, log)
         yield LiveAirflow(url=url, user=USER, password=password, log=log)
     finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGTERM)
+        for process in [*others, child]:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in [*others, child]:
             try:
-                child.wait(timeout=30)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait(timeout=10)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)

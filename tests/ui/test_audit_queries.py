@@ -122,7 +122,7 @@ def test_daily_counts_by_status_reason_code_and_receipt(audit) -> None:
 def test_ageing_buckets_and_amounts_per_currency(audit) -> None:
     queries, _ = audit
     scope = Scope(ORG, A, TODAY)
-    buckets = {b["bucket"]: b for b in receivables.ageing((r[5], r[6], 1, r[7]) for r in queries.reminded(scope))}
+    buckets = {b["bucket"]: b for b in receivables.ageing((r.days, r.currency, 1, r.milli) for r in queries.reminded(scope))}
     assert buckets["0–30"]["reminders"] == 1 and buckets["0–30"]["amounts"] == [
         {"currency": "INR", "amount": "1000.50", "text": format_amount(Decimal("1000.50"), "INR")}]
     assert buckets["31–60"]["amounts"][0]["text"] == "₹2,500.00"
@@ -233,3 +233,22 @@ def test_a_ledger_without_receipts_or_replies_shows_dashes(tmp_path) -> None:
     assert summary["attention"]["replies_total"] is None and summary["messages"][0]["delivery"] is None
     empty = AuditQueries(sa.create_engine(f"sqlite:///{tmp_path / 'empty.db'}"))
     assert empty.organizations() == [] and empty.latest_organization() is None and empty.run_scope(None, "r") is None
+
+
+def test_amounts_are_read_from_the_zoho_row_once(audit, ledger) -> None:
+    import sqlalchemy as sa
+
+    from zoho_whatsapp.ledger.schema import audit_amounts, messages
+
+    queries, day_a = audit
+    scope = Scope(ORG, A, TODAY)
+    first = {r.invoice_id: r.milli for r in queries.reminded(scope)}
+    with ledger.engine.connect() as conn:
+        kept = {r.message_id: r.balance_milli for r in conn.execute(sa.select(audit_amounts))}
+    row = day_a[I1["invoice_id"]]
+    assert kept == {row["id"]: 1000500, day_a[I2["invoice_id"]]["id"]: 2500000} == {
+        day_a[i]["id"]: m for i, m in first.items()}
+    # Shown once, the balance stays what the page read, whatever a later re-read of Zoho wrote since.
+    with ledger.transaction() as conn:
+        conn.execute(messages.update().where(messages.c.id == row["id"]).values(source="not JSON any more"))
+    assert {r.invoice_id: r.milli for r in queries.reminded(scope)} == first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Index,
@@ -205,12 +206,24 @@ ix_messages_audit_day = Index("ix_messages_audit_day", messages.c.organization_i
                               messages.c.created_at)
 ix_messages_run = Index("ix_messages_run", messages.c.run_id)
 
+# The audit page's copy of what it needs from a sent reminder's Zoho row (``source``, ~1 KB of JSON),
+# written by the page the first time it shows the reminder.
+audit_amounts = Table(
+    "audit_amounts",
+    metadata,
+    Column("message_id", Integer, primary_key=True),  # messages.id
+    Column("due_date", String(10)),
+    Column("balance_milli", BigInteger),  # the balance in thousandths: exact sums in every currency
+    Column("currency_code", String(3)),
+    Column("read_at", DateTime(timezone=True), nullable=False),
+)
+
 # Migrations run in order, each once; append, never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str, list[Table | Index | AddColumns]]] = [
     (1, "messages ledger", [messages]),
     (2, "webhook inbox", [webhook_events]),
     (3, "delivery receipts, replies, opt-outs", [delivery_columns, ix_messages_wamid, ix_messages_recipient,
                                                    whatsapp_events, whatsapp_replies, suppressions]),
-    (4, "audit page indexes", [ix_messages_audit, ix_messages_audit_day, ix_messages_run]),
+    (4, "audit page: indexes, amounts read", [ix_messages_audit, ix_messages_audit_day, ix_messages_run, audit_amounts]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

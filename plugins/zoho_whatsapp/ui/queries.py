@@ -14,6 +14,7 @@ webhooks): the live schema is looked at first; what is missing reads ``None`` an
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -21,14 +22,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from zoho_whatsapp.ledger.schema import messages
+from zoho_whatsapp.ledger.schema import audit_amounts, messages
 from zoho_whatsapp.ui import receivables
 from zoho_whatsapp.ui.privacy import scrub
 
@@ -47,6 +48,39 @@ MAX_LIST = 200
 DELIVERY_COLUMNS = ("delivery_status", "delivered_at", "read_at", "failed_at", "delivery_error_code",
                     "delivery_error_class")
 REPLIES = "whatsapp_replies"
+AUDIT_AMOUNTS = "audit_amounts"
+log = logging.getLogger(__name__)
+
+
+class Reminded(NamedTuple):
+    """A reminder sent: what the ageing and the collections need of it."""
+
+    id: int
+    invoice_id: str
+    occasion: str
+    days: int | None  # past due on the reminder's day
+    currency: str | None
+    milli: int | None  # the balance in thousandths
+
+
+class _DayCounter:
+    """Days between two ISO dates, each distinct date parsed once (a period has few)."""
+
+    def __init__(self) -> None:
+        self._dates: dict[str, date | None] = {}
+
+    def _date(self, text: Any) -> date | None:
+        key = str(text)[:10] if text else ""
+        if key not in self._dates:
+            try:
+                self._dates[key] = date.fromisoformat(key)
+            except ValueError:
+                self._dates[key] = None
+        return self._dates[key]
+
+    def __call__(self, later: Any, earlier: Any) -> int | None:
+        a, b = self._date(later), self._date(earlier)
+        return (a - b).days if a and b else None
 
 
 @dataclass(frozen=True)
@@ -284,27 +318,79 @@ class AuditQueries:
                .render_derived(name="src", with_types=True).lateral())
         return messages.join(src, sa.true()), src.c.due_date, src.c.balance, src.c.currency_code
 
-    def reminded(self, scope: Scope) -> list[Any]:
-        """Every reminder sent in the scope, one pass over their Zoho rows: ``invoice_id``, ``occasion``,
-        ``invoice_number``, ``customer_id``, ``customer_name``, ``days`` past due on that day,
-        ``currency`` and ``milli`` (the balance in thousandths, exact for every currency)."""
+    def reminded(self, scope: Scope) -> list[Reminded]:
+        """Every reminder sent in the scope, with the due date, balance and currency of its Zoho row.
+
+        Those three come from ``audit_amounts``, the page's copy of what it first read in each row's
+        ``source`` JSON (the balance the page saw the day it first showed the reminder; a later
+        re-run of the same date rewrites ``source`` with what Zoho says then). Only reminders never
+        shown before are parsed, and remembered: the rest is read from the index and that table.
+        """
         if not scope.reminder_kinds:
             return []
+        cached = AUDIT_AMOUNTS in self.shape.tables
+        cols = [messages.c.id, messages.c.invoice_id, messages.c.occasion]
+        if cached:
+            query = sa.select(*cols, audit_amounts.c.due_date, audit_amounts.c.balance_milli,
+                              audit_amounts.c.currency_code, audit_amounts.c.read_at).select_from(
+                messages.outerjoin(audit_amounts, audit_amounts.c.message_id == messages.c.id))
+        else:
+            query = sa.select(*cols, *(sa.null() for _ in range(4)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._scoped(query.where(messages.c.status == "sent"), scope,
+                                             scope.reminder_kinds)).all()
+        fresh = self._read_amounts([r[0] for r in rows if r[6] is None])  # never read before
+        if cached and fresh:
+            self._remember(fresh)
+        days = _DayCounter()
+        out = []
+        for r in rows:
+            due, milli, currency = fresh.get(r[0]) or (r[3], r[4], r[5])
+            out.append(Reminded(r[0], r[1], r[2], days(r[2], due), currency, milli))
+        return out
+
+    def _read_amounts(self, ids: Sequence[int]) -> dict[int, tuple[Any, Any, Any]]:
+        """(due date, balance in thousandths, currency) from the ``source`` JSON of the rows ``ids``."""
         source, due, balance, currency = self._source()
         if self.dialect == "sqlite":
-            days = sa.cast(sa.func.julianday(messages.c.occasion) - sa.func.julianday(sa.func.substr(due, 1, 10)),
-                           sa.Integer)
             milli = sa.cast(sa.func.round(sa.cast(balance, sa.Float) * 1000), sa.Integer)
-        else:  # a malformed value reads as missing rather than failing the page
-            days = sa.case((due.op("~")(r"^\d{4}-\d{2}-\d{2}"),
-                            sa.cast(messages.c.occasion, sa.Date) - sa.cast(sa.func.substr(due, 1, 10), sa.Date)))
+        else:  # a malformed balance reads as missing rather than failing the page
             milli = sa.case((balance.op("~")(r"^-?\d+(\.\d+)?$"),
                              sa.cast(sa.func.round(sa.cast(balance, sa.Numeric) * 1000), sa.BigInteger)))
-        query = sa.select(messages.c.invoice_id, messages.c.occasion, messages.c.invoice_number, messages.c.customer_id,
-                          messages.c.customer_name, days.label("days"), currency.label("currency"),
-                          milli.label("milli")).select_from(source).where(messages.c.status == "sent")
+        found: dict[int, tuple[Any, Any, Any]] = {}
         with self.engine.connect() as conn:
-            return conn.execute(self._scoped(query, scope, scope.reminder_kinds)).all()
+            for i in range(0, len(ids), 900):
+                query = sa.select(messages.c.id, sa.func.substr(due, 1, 10), milli, currency).select_from(source).where(
+                    messages.c.id.in_(ids[i:i + 900]))
+                found.update({r[0]: (r[1], r[2], r[3]) for r in conn.execute(query)})
+        return found
+
+    def _remember(self, amounts: Mapping[int, tuple[Any, Any, Any]]) -> None:
+        """Keep what was read for the next view; skipped (not an error) when the ledger is busy or read-only."""
+        now = datetime.now(UTC)
+        rows = [{"message_id": k, "due_date": v[0], "balance_milli": v[1], "currency_code": v[2], "read_at": now}
+                for k, v in amounts.items()]
+        if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        stmt = insert(audit_amounts)
+        stmt = stmt.on_conflict_do_update(index_elements=["message_id"], set_={
+            c: stmt.excluded[c] for c in ("due_date", "balance_milli", "currency_code", "read_at")})
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            if self.dialect == "sqlite":  # never hold the page while a run writes: try again next view
+                raw.execute("PRAGMA busy_timeout=200")
+            try:
+                with conn.begin():
+                    for i in range(0, len(rows), 2000):
+                        conn.execute(stmt, rows[i:i + 2000])
+            except sa.exc.SQLAlchemyError as exc:
+                log.info("audit page: could not keep %d amounts read (%s); reading them again next time",
+                         len(rows), exc.__class__.__name__)
+            finally:
+                if self.dialect == "sqlite":
+                    raw.execute("PRAGMA busy_timeout=60000")
 
     def collections(self, scope: Scope, reminded: Sequence[Any]) -> dict[str, Any]:
         """What was paid within 7 and 14 days of the scope's reminders (see :mod:`receivables`)."""
@@ -328,12 +414,26 @@ class AuditQueries:
             run_days = sorted(r[0] for r in conn.execute(days_query))
             for invoice_id, day, amount in conn.execute(pay_query):
                 payments[invoice_id].append((day, receivables.amount_of(amount)))
-        keys = [(r[0], r[1]) for r in reminded]  # (invoice_id, occasion), by position: Row attributes are slower
+        keys = [(r[1], r[2]) for r in reminded]  # (invoice_id, occasion), by position: attributes are slower
         paid = receivables.paid_after_reminders(keys, last_seen=last_seen, run_days=run_days, payments=payments)
         wanted = {(p.invoice_id, p.reminded_on) for p in paid}
-        rows = {key: _reminder_row(r) for key, r in zip(keys, reminded, strict=True) if key in wanted}
+        chosen = {r.id: r for r in reminded if (r.invoice_id, r.occasion) in wanted}
+        rows = {(r.invoice_id, r.occasion): {**self._names(chosen).get(r.id, {}), "currency_code": r.currency,
+                                             "balance": None if r.milli is None else Decimal(int(r.milli)) / 1000}
+                for r in chosen.values()}
         return receivables.collections(paid, rows, reminded_invoices=len({k[0] for k in keys}),
                                        as_of=run_days[-1] if run_days else None)
+
+    def _names(self, rows: Mapping[int, Reminded]) -> dict[int, dict[str, Any]]:
+        """Invoice number and customer of the rows (by id): read for the few the page lists."""
+        ids = sorted(rows)
+        found: dict[int, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 900):
+                query = sa.select(messages.c.id, messages.c.invoice_number, messages.c.customer_id,
+                                  messages.c.customer_name).where(messages.c.id.in_(ids[i:i + 900]))
+                found.update({r[0]: dict(r._mapping) for r in conn.execute(query)})
+        return found
 
     # -- rows a person reads ----------------------------------------------------------------------
 
@@ -492,7 +592,7 @@ class AuditQueries:
         return {
             "scope": scope.as_dict(),
             "daily": timed("daily", self.daily, scope),
-            "ageing": timed("ageing", receivables.ageing, ((r[5], r[6], 1, r[7]) for r in reminded)),
+            "ageing": timed("ageing", receivables.ageing, ((r.days, r.currency, 1, r.milli) for r in reminded)),
             "collections": timed("collections", self.collections, scope, reminded),
             "attention": timed("attention", self.attention, scope),
             "messages": latest,
@@ -537,12 +637,6 @@ def _add(counts: dict[str, Any], row: Any) -> None:
         counts["unknown"] += n
     elif row.status in OPEN:
         counts["open"] += n
-
-
-def _reminder_row(row: Any) -> dict[str, Any]:
-    return {"invoice_number": row.invoice_number, "customer_id": row.customer_id, "customer_name": row.customer_name,
-            "currency_code": row.currency,
-            "balance": None if row.milli is None else Decimal(int(row.milli)) / 1000}
 
 
 def _each_day(start: date, end: date) -> list[str]:

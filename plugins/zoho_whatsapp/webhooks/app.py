@@ -39,8 +39,8 @@ The endpoint validates the body, stores the event in the ledger database's inbox
 holds no Zoho or WhatsApp credentials and sends nothing. The triggerer notices the stored event
 and starts the ``zoho_books_invoice_alerts`` DAG, which does the sending. While that DAG is paused
 (or not parsed yet) the event waits, and the 202 carries a ``note`` saying so: the caller has proved
-it knows the secret by then, and the DAG's pause state (one metadata-DB read per
-``secret_cache_seconds``) is all it learns.
+it knows the secret by then, and the DAG's pause state (one metadata-DB read per 10 seconds at
+most) is all it learns.
 
 Answers (nothing is stored unless 2xx; no bad input ever gets a 5xx):
 
@@ -169,8 +169,9 @@ class _Resources:
         self.config = CachedLookup(self._read, max_age=max(settings.secret_cache_seconds, settings.min_refresh_seconds),
                                    min_refresh=settings.min_refresh_seconds)
         self.refused: Counter[str] = Counter()  # refusals by reason, since the worker started
-        self.alerts_paused = CachedLookup(self._alerts_paused, max_age=settings.secret_cache_seconds,
-                                          min_refresh=settings.min_refresh_seconds)
+        # An unpaused DAG should stop being reported paused soon; only authenticated calls read it.
+        self.alerts_paused = CachedLookup(self._alerts_paused, max_age=min(settings.secret_cache_seconds, 10.0),
+                                          min_refresh=min(settings.min_refresh_seconds, 5.0))
 
     def _read(self) -> WebhookConfig:
         from airflow.sdk import BaseHook

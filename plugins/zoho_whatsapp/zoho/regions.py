@@ -14,6 +14,16 @@ class ZohoRegion:
     accounts_url: str
     api_url: str
 
+    @property
+    def domain(self) -> str:
+        """``zoho.in``: what a connection stores as its data centre (the domain people log in to).
+
+        Not the two-letter code: Airflow's Task SDK registers every value of a connection's extras
+        as a secret to mask, and a value under 5 characters makes every task that reads the
+        connection log "Skipping masking for a secret as it's too short".
+        """
+        return host_of(self.accounts_url).removeprefix("accounts.")
+
 
 REGIONS: dict[str, ZohoRegion] = {
     region.code: region
@@ -34,22 +44,28 @@ ACCOUNTS_HOSTS = frozenset(host_of(r.accounts_url) for r in REGIONS.values())
 API_HOSTS = frozenset(host_of(r.api_url) for r in REGIONS.values())
 
 
+_BY_DOMAIN = {region.domain: region for region in REGIONS.values()}
+
+
 def get_region(code: str | None) -> ZohoRegion:
-    """Return the data centre for a region code (``in``, ``us``, ``eu`` ...), case-insensitive.
+    """Return the data centre for a region code (``in``, ``us`` ...) or its domain (``zoho.in``,
+    ``accounts.zoho.in``), case-insensitive.
 
     >>> get_region("IN").api_url
     'https://www.zohoapis.in'
+    >>> get_region("zoho.eu").code
+    'eu'
     """
-    key = (code or DEFAULT_REGION).strip().lower()
+    key = (code or DEFAULT_REGION).strip().lower().removeprefix("https://").rstrip("/").removeprefix("accounts.")
     if key == "com":  # people copy the TLD of the US data centre
         key = "us"
-    try:
-        return REGIONS[key]
-    except KeyError:
+    found = REGIONS.get(key) or _BY_DOMAIN.get(key)
+    if found is None:
         raise ValueError(
-            f"unknown Zoho region {code!r}: use one of {', '.join(sorted(REGIONS))} "
-            "(the domain you log in to: accounts.zoho.in means 'in')"
-        ) from None
+            f"unknown Zoho region {code!r}: use one of {', '.join(sorted(_BY_DOMAIN))} "
+            "(the domain you log in to: accounts.zoho.in means zoho.in)"
+        )
+    return found
 
 
 def allowed_url(url: str, hosts: frozenset[str], *, conn_id: str, field: str) -> str:
