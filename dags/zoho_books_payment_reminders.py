@@ -84,7 +84,7 @@ MAX_BATCHES = 1000  # stays under Airflow's default max_map_length of 1024
     },
 )
 def zoho_books_payment_reminders() -> None:
-    @task(multiple_outputs=False, retries=0)
+    @task(multiple_outputs=False)
     def check_go_live(params=None, dag_run=None) -> dict:  # noqa: ANN001
         """Whether this run sends: scheduled runs are dry runs until the installation goes live."""
         import logging

@@ -4,7 +4,9 @@
 * ``/whatsapp`` — Meta's WhatsApp callback URL ``https://<airflow-host>/whatsapp/webhook``:
   delivery receipts, replies and opt-outs (``zoho_whatsapp.webhooks.whatsapp_app``);
 * ``/whatsapp-audit`` — the receivables audit page, shown in the Airflow UI as "WhatsApp reminders"
-  (navigation, and a tab on DAG and DAG run pages); Airflow's login protects it (``zoho_whatsapp.ui``).
+  (navigation, and a tab on DAG and DAG run pages); Airflow's login protects it (``zoho_whatsapp.ui``);
+* a root middleware that lets the connection list's Test button work for connections without a
+  port on Airflow 3.3.2 (``zoho_whatsapp.connection_test``).
 
 Airflow loads this top-level file from ``plugins/`` (the ``zoho_whatsapp`` package itself is
 ignored by ``plugins/.airflowignore`` and imported normally). ``airflow plugins --output json``

@@ -7,8 +7,9 @@ Usage::
     python -m zoho_whatsapp.cli check                       # Zoho, WhatsApp and the ledger, as the Test button does
 
 Secrets never come from the command line, where they would stay in the shell history: the client
-secret is read from ``ZOHO_CLIENT_SECRET``, the WhatsApp token from ``WHATSAPP_ACCESS_TOKEN``, or
-else from a hidden prompt (one line of standard input when it is not a terminal). The connections
+secret is read from ``ZOHO_CLIENT_SECRET``, the WhatsApp token from ``WHATSAPP_ACCESS_TOKEN`` (and
+the webhook's ``WHATSAPP_APP_SECRET`` / ``WHATSAPP_VERIFY_TOKEN``), or else from a hidden prompt
+(one line of standard input when it is not a terminal). The connections
 are written to Airflow's metadata database (encrypted with the Fernet key), or printed as the
 ``AIRFLOW_CONN_<ID>`` line with ``--print-env``. Run the commands where Airflow runs (with docker
 compose: ``docker compose run --rm airflow-cli python -m zoho_whatsapp.cli ...``).
@@ -300,13 +301,53 @@ def choose_organization(
 
 # -- whatsapp-auth ------------------------------------------------------------------------------
 
+# What the webhook endpoint reads from the connection (docs/whatsapp-webhooks.md): a rewrite keeps them.
+WEBHOOK_SECRETS = {"app_secret": ("WHATSAPP_APP_SECRET", "Meta app secret"),
+                   "verify_token": ("WHATSAPP_VERIFY_TOKEN", "webhook verify token")}
+WEBHOOK_EXTRAS = (*WEBHOOK_SECRETS, "opt_out_keywords", "opt_in_keywords")
+
+
+def stored_extra(conn_id: str) -> dict[str, Any]:
+    """The extras of ``conn_id`` as stored in the metadata DB (empty when it is not there)."""
+    import sqlalchemy as sa
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    try:
+        with create_session() as session:
+            row = session.scalar(sa.select(Connection).where(Connection.conn_id == conn_id).limit(1))
+            return dict(row.extra_dejson) if row is not None else {}
+    except sa.exc.SQLAlchemyError as exc:
+        raise _metadata_db_error(exc) from None
+
+
+def webhook_extras(args: argparse.Namespace, kept: dict[str, Any]) -> dict[str, Any]:
+    """The webhook's extras for the new connection: those ``kept`` from the one replaced, then each secret
+    from its environment variable, or a hidden prompt when its ``--set-...`` option asks for one."""
+    extras = {k: kept[k] for k in WEBHOOK_EXTRAS if kept.get(k)}
+    for name, (env_var, prompt) in WEBHOOK_SECRETS.items():
+        if os.environ.get(env_var, "").strip() or getattr(args, f"set_{name}"):
+            extras[name] = read_secret(env_var, prompt)
+    try:
+        from airflow.sdk.log import mask_secret
+
+        for name in WEBHOOK_SECRETS:
+            if extras.get(name):
+                mask_secret(extras[name])
+    except ImportError:  # masking is for Airflow's own log lines; this command prints no secret anyway
+        pass
+    return extras
+
 
 def cmd_whatsapp_auth(args: argparse.Namespace) -> int:
     from zoho_whatsapp.whatsapp.hook import DEFAULT_API_VERSION, DEFAULT_BASE_URL, WhatsAppHook
 
+    kept: dict[str, Any] = {}
     if not args.print_env:
         check_can_write(args.conn_id, args.replace)
+        kept = stored_extra(args.conn_id) if args.replace else {}
     token = read_secret("WHATSAPP_ACCESS_TOKEN", "WhatsApp access token")
+    webhook = webhook_extras(args, kept)
     extra: dict[str, Any] = {"phone_number_id": args.phone_number_id.strip()}
     if args.api_version != DEFAULT_API_VERSION:
         extra["api_version"] = args.api_version
@@ -326,7 +367,16 @@ def cmd_whatsapp_auth(args: argparse.Namespace) -> int:
         f"WhatsApp Cloud API, number {info.get('display_phone_number')} ({info.get('verified_name')}); "
         f"written by {PROG} whatsapp-auth on {_today()}"
     )
+    extra.update(webhook)
     _deliver(args, args.conn_id, conn, description)
+    missing = [name for name in WEBHOOK_SECRETS if not webhook.get(name)]
+    if webhook:
+        named = ", ".join(f"{k} ({'kept' if kept.get(k) == v else 'set'})" for k, v in webhook.items())
+        _info(f"webhook extras (values not shown): {named}")
+    if missing:
+        _info(f"no {' or '.join(missing)} yet: /whatsapp/webhook refuses Meta's calls until both are set "
+              f"(set {' and '.join(WEBHOOK_SECRETS[m][0] for m in missing)}, or pass "
+              f"{' '.join('--set-' + m.replace('_', '-') for m in missing)}; see docs/whatsapp-webhooks.md)")
     return 0
 
 
@@ -546,12 +596,20 @@ def build_parser() -> argparse.ArgumentParser:
         "whatsapp-auth",
         help="validate a WhatsApp Cloud API token and phone number id and write the connection",
         description="GET the phone number with the token, then write the connection. Token: "
-        "WHATSAPP_ACCESS_TOKEN or a hidden prompt.",
+        "WHATSAPP_ACCESS_TOKEN or a hidden prompt. The webhook's app_secret and verify_token extras come from "
+        "WHATSAPP_APP_SECRET / WHATSAPP_VERIFY_TOKEN (or --set-app-secret / --set-verify-token: a hidden prompt); "
+        "--replace keeps those already stored.",
     )
     wa.add_argument("--phone-number-id", required=True, help="WhatsApp Manager -> API Setup -> Phone number ID")
     wa.add_argument("--api-version", default="v23.0", help="Graph API version (default v23.0)")
     wa.add_argument("--base-url", help="API host override (the local sandbox); default https://graph.facebook.com")
     wa.add_argument("--conn-id", default=WHATSAPP_CONN_ID, help=f"connection to write (default {WHATSAPP_CONN_ID})")
+    wa.add_argument("--set-app-secret", action="store_true",
+                    help="ask for the Meta app secret the webhooks are signed with (hidden prompt; or set "
+                    "WHATSAPP_APP_SECRET). With --replace, the stored one is kept unless given.")
+    wa.add_argument("--set-verify-token", action="store_true",
+                    help="ask for the webhook verify token typed into Meta's dashboard (hidden prompt; or set "
+                    "WHATSAPP_VERIFY_TOKEN). With --replace, the stored one is kept unless given.")
     _add_delivery_options(wa)
     wa.set_defaults(func=cmd_whatsapp_auth)
 

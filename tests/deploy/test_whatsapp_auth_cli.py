@@ -69,3 +69,42 @@ def test_no_token_at_all_is_a_clear_error(sandbox, cli, monkeypatch) -> None:
     run = cli("whatsapp-auth", "--phone-number-id", "1", "--print-env", stdin="")
     assert run.code == 1
     assert "set WHATSAPP_ACCESS_TOKEN or type it at the prompt (never on the command line)" in run.err
+
+
+def test_replace_keeps_the_webhook_secrets_and_takes_new_ones_from_env_or_prompt(
+    sandbox, wa_token, stored, cli, monkeypatch
+) -> None:
+    stored.append("wa_hooks")
+    phone_id = sandbox.credentials["phone_number_id"]
+    args = ("whatsapp-auth", "--phone-number-id", phone_id, "--base-url", sandbox.url, "--conn-id", "wa_hooks")
+    secret, verify = "a1b2c3d4e5f60718293a4b5c6d7e8f90", "verify-5e6f7a8b9c0d1e2f3a4b5c6d"
+    monkeypatch.setenv("WHATSAPP_APP_SECRET", secret)
+    monkeypatch.setenv("WHATSAPP_VERIFY_TOKEN", verify)
+    run = cli(*args)
+    assert run.code == 0, run.text
+    assert db_connection("wa_hooks")["extra"] == {"phone_number_id": phone_id, "base_url": sandbox.url,
+                                                  "app_secret": secret, "verify_token": verify}
+    assert "app_secret (set), verify_token (set)" in run.err
+    assert secret not in run.text and verify not in run.text
+
+    monkeypatch.delenv("WHATSAPP_APP_SECRET")
+    monkeypatch.delenv("WHATSAPP_VERIFY_TOKEN")
+    run = cli(*args, "--replace")  # a new token, say: the webhook's secrets must survive it
+    assert run.code == 0, run.text
+    assert db_connection("wa_hooks")["extra"] == {"phone_number_id": phone_id, "base_url": sandbox.url,
+                                                  "app_secret": secret, "verify_token": verify}
+    assert "app_secret (kept), verify_token (kept)" in run.err and "refuses" not in run.err
+
+    run = cli(*args, "--replace", "--set-verify-token", stdin="verify-rotated-0123456789abcdef\n")
+    assert run.code == 0, run.text
+    extra = db_connection("wa_hooks")["extra"]
+    assert (extra["app_secret"], extra["verify_token"]) == (secret, "verify-rotated-0123456789abcdef")
+    assert "verify-rotated" not in run.text
+
+
+def test_without_webhook_secrets_the_cli_says_the_endpoint_refuses(sandbox, wa_token, cli) -> None:
+    run = cli("whatsapp-auth", "--phone-number-id", sandbox.credentials["phone_number_id"], "--base-url",
+              sandbox.url, "--print-env")
+    assert run.code == 0, run.err
+    assert "no app_secret or verify_token yet: /whatsapp/webhook refuses Meta's calls" in run.err
+    assert "WHATSAPP_APP_SECRET and WHATSAPP_VERIFY_TOKEN" in run.err

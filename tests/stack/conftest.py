@@ -15,6 +15,8 @@ import pytest
 from tests.stack import helpers
 
 STACK_SETTINGS = {
+    "AIRFLOW_VAR_ZOHO_WHATSAPP_GO_LIVE": (
+        "true", "the daily run these tests check must send: the installation is live (docs/operations.md)"),
     # Shortened for the tests, with their reasons (docs/stack.md lists them).
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": (
         "30", "a killed worker's task is found without heartbeat after 30 s instead of 5 min"),

@@ -515,9 +515,6 @@ class SendLedger:
         window (``recipient_hourly_cap``). PostgreSQL serialises claims of one invoice (and of one
         number, under a cap) with advisory locks; SQLite has a single writer.
         """
-        # delivery.py builds on this module: imported here, not at the top.
-        from zoho_whatsapp.ledger.delivery import suppression_detail, suppression_reason
-
         now = self.now()
         today = ist_day(now)
         with self.transaction() as conn:
@@ -549,13 +546,8 @@ class SendLedger:
             ).rowcount
             if taken != 1:
                 return Claim(False, "taken", row)
-            refusal = None
-            suppressed = row["recipient"] and suppression_reason(
-                conn, row["recipient"], now=now, not_on_whatsapp_days=not_on_whatsapp_days)
-            if suppressed:
-                refusal = suppressed, suppression_detail(suppressed, not_on_whatsapp_days)
-            if refusal is None:
-                refusal = self._cadence(conn, row, today, min_days_between)
+            refusal = (self._suppressed(conn, row, now, not_on_whatsapp_days)
+                       or self._cadence(conn, row, today, min_days_between))
             if refusal is None and capped:
                 assert recipient_cap is not None
                 refusal = self._over_cap(conn, row, now, recipient_cap)
@@ -569,6 +561,17 @@ class SendLedger:
                 )
                 return Claim(False, reason, row)
         return Claim(True, None, row)
+
+    @staticmethod
+    def _suppressed(conn: Connection, row: Mapping[str, Any], now: datetime,
+                    not_on_whatsapp_days: float) -> tuple[str, str] | None:
+        # delivery.py builds on this module: imported here, not at the top.
+        from zoho_whatsapp.ledger.delivery import suppression_detail, suppression_reason
+
+        if not row["recipient"]:
+            return None
+        reason = suppression_reason(conn, row["recipient"], now=now, not_on_whatsapp_days=not_on_whatsapp_days)
+        return (reason, suppression_detail(reason, not_on_whatsapp_days)) if reason else None
 
     @staticmethod
     def _cadence(conn: Connection, row: Mapping[str, Any], today: str, min_days_between: int) -> tuple[str, str] | None:

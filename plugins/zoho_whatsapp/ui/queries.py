@@ -18,6 +18,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -45,6 +46,7 @@ OPEN = ("fetched", "planned", "sending")
 # The ledger records the claim's dag_id, run_id and map_index, not its task: the send task per kind.
 SEND_TASK = {REMINDER: "send_reminders", "invoice_created": "send_alert", PAYMENT_RECEIVED: "send_alert"}
 MAX_LIST = 200
+ATTENTION_LIST = 50  # of each kind on the first screen (the totals say how many in all)
 DELIVERY_COLUMNS = ("delivery_status", "delivered_at", "read_at", "failed_at", "delivery_error_code",
                     "delivery_error_class")
 REPLIES = "whatsapp_replies"
@@ -61,6 +63,14 @@ class Reminded(NamedTuple):
     days: int | None  # past due on the reminder's day
     currency: str | None
     milli: int | None  # the balance in thousandths
+
+
+class Evidence(NamedTuple):
+    """What later runs and webhooks say about payment (see :meth:`AuditQueries.payment_evidence`)."""
+
+    last_seen: dict[str, tuple[str | None, str | None]]
+    run_days: list[str]
+    payments: dict[str, list[tuple[str, Decimal | None]]]
 
 
 class _DayCounter:
@@ -201,6 +211,21 @@ class AuditQueries:
             return sa.func.date(column, "+330 minutes")
         return sa.func.to_char(sa.func.timezone("Asia/Kolkata", column), "YYYY-MM-DD")
 
+    def _tuples(self, conn: Any, query: Any) -> list[tuple[Any, ...]]:
+        """All rows of ``query`` as plain tuples from the driver: for the page's few large reads (tens of
+        thousands of rows), where building SQLAlchemy rows would cost more than the query. Only for
+        queries whose parameters and columns are plain strings and numbers (no dates to convert)."""
+        compiled = query.compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
+        params = compiled.construct_params()
+        if any(isinstance(v, date | datetime) for v in params.values()):
+            return [tuple(r) for r in conn.execute(query)]
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.execute(str(compiled), [params[n] for n in compiled.positiontup] if compiled.positional else params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
     def _json(self, column: Any, key: str) -> Any:
         if self.dialect == "sqlite":
             return sa.func.json_extract(column, f"$.{key}")
@@ -331,22 +356,31 @@ class AuditQueries:
         cached = AUDIT_AMOUNTS in self.shape.tables
         cols = [messages.c.id, messages.c.invoice_id, messages.c.occasion]
         if cached:
-            query = sa.select(*cols, audit_amounts.c.due_date, audit_amounts.c.balance_milli,
-                              audit_amounts.c.currency_code, audit_amounts.c.read_at).select_from(
+            due = audit_amounts.c.due_date
+            if self.dialect == "sqlite":
+                days = sa.cast(sa.func.julianday(messages.c.occasion) - sa.func.julianday(due), sa.Integer)
+            else:
+                days = sa.case((due.op("~")(r"^\d{4}-\d{2}-\d{2}$"),
+                                sa.cast(messages.c.occasion, sa.Date) - sa.cast(due, sa.Date)))
+            query = sa.select(*cols, days, audit_amounts.c.currency_code, audit_amounts.c.balance_milli,
+                              audit_amounts.c.message_id).select_from(
                 messages.outerjoin(audit_amounts, audit_amounts.c.message_id == messages.c.id))
         else:
             query = sa.select(*cols, *(sa.null() for _ in range(4)))
         with self.engine.connect() as conn:
-            rows = conn.execute(self._scoped(query.where(messages.c.status == "sent"), scope,
-                                             scope.reminder_kinds)).all()
+            rows = self._tuples(conn, self._scoped(query.where(messages.c.status == "sent"), scope,
+                                                   scope.reminder_kinds))
         fresh = self._read_amounts([r[0] for r in rows if r[6] is None])  # never read before
         if cached and fresh:
             self._remember(fresh)
-        days = _DayCounter()
+        counter = _DayCounter()
         out = []
         for r in rows:
-            due, milli, currency = fresh.get(r[0]) or (r[3], r[4], r[5])
-            out.append(Reminded(r[0], r[1], r[2], days(r[2], due), currency, milli))
+            if r[6] is None and r[0] in fresh:
+                due_date, milli, currency = fresh[r[0]]
+                out.append(Reminded(r[0], r[1], r[2], counter(r[2], due_date), currency, milli))
+            else:
+                out.append(Reminded(*r[:6]))
         return out
 
     def _read_amounts(self, ids: Sequence[int]) -> dict[int, tuple[Any, Any, Any]]:
@@ -392,10 +426,12 @@ class AuditQueries:
                 if self.dialect == "sqlite":
                     raw.execute("PRAGMA busy_timeout=60000")
 
-    def collections(self, scope: Scope, reminded: Sequence[Any]) -> dict[str, Any]:
-        """What was paid within 7 and 14 days of the scope's reminders (see :mod:`receivables`)."""
-        if not reminded:
-            return receivables.collections([], {}, reminded_invoices=0, as_of=None)
+    def payment_evidence(self, scope: Scope) -> Evidence:
+        """What later runs and webhooks say about payment (independent of the reminders: read side by side).
+
+        Per invoice, the last date a run listed it and the first date a row of it was retired as
+        paid; the dates runs happened; the ``payment_received`` webhooks. Up to 14 days after the scope.
+        """
         horizon = scope.end + timedelta(days=max(receivables.COLLECTION_DAYS))
         whole = replace(scope, run_id=None, dag_id=None)  # a payment is seen by whichever run comes next
         retired = sa.case(
@@ -410,15 +446,23 @@ class AuditQueries:
             whole, (PAYMENT_RECEIVED,), scope.start, horizon)
         payments: dict[str, list[tuple[str, Decimal | None]]] = defaultdict(list)
         with self.engine.connect() as conn:
-            last_seen = {r[0]: (r[1], r[2]) for r in conn.execute(seen_query)}
+            last_seen = {r[0]: (r[1], r[2]) for r in self._tuples(conn, seen_query)}
             run_days = sorted(r[0] for r in conn.execute(days_query))
             for invoice_id, day, amount in conn.execute(pay_query):
                 payments[invoice_id].append((day, receivables.amount_of(amount)))
+        return Evidence(last_seen, run_days, payments)
+
+    def collections(self, scope: Scope, reminded: Sequence[Reminded], evidence: Evidence | None = None) -> dict[str, Any]:
+        """What was paid within 7 and 14 days of the scope's reminders (see :mod:`receivables`)."""
+        if not reminded:
+            return receivables.collections([], {}, reminded_invoices=0, as_of=None)
+        last_seen, run_days, payments = evidence or self.payment_evidence(scope)
         keys = [(r[1], r[2]) for r in reminded]  # (invoice_id, occasion), by position: attributes are slower
         paid = receivables.paid_after_reminders(keys, last_seen=last_seen, run_days=run_days, payments=payments)
         wanted = {(p.invoice_id, p.reminded_on) for p in paid}
         chosen = {r.id: r for r in reminded if (r.invoice_id, r.occasion) in wanted}
-        rows = {(r.invoice_id, r.occasion): {**self._names(chosen).get(r.id, {}), "currency_code": r.currency,
+        names = self._names(chosen)
+        rows = {(r.invoice_id, r.occasion): {**names.get(r.id, {}), "currency_code": r.currency,
                                              "balance": None if r.milli is None else Decimal(int(r.milli)) / 1000}
                 for r in chosen.values()}
         return receivables.collections(paid, rows, reminded_invoices=len({k[0] for k in keys}),
@@ -475,32 +519,37 @@ class AuditQueries:
                 out["error_class"] = row["delivery_error_class"]
         return out
 
-    def rows(self, scope: Scope, *, where: Sequence[Any] = (), limit: int = MAX_LIST) -> tuple[list[dict[str, Any]], int]:
-        """The newest rows of the scope that match ``where``, presented, and how many match in all."""
+    def rows(self, scope: Scope, *, where: Sequence[Any] = (), limit: int = MAX_LIST,
+             count: bool = True) -> tuple[list[dict[str, Any]], int | None]:
+        """The newest rows of the scope that match ``where``, presented, and how many match in all
+        (``None`` unless ``count``: the summary takes its totals from the per-day counts)."""
         found: list[dict[str, Any]] = []
-        total = 0
+        total: int | None = 0 if count else None
         for family, kinds, _day in self._families(scope):
             # Newest first in the order of the index the rows are found by: the scan stops at ``limit``.
             newest = messages.c.occasion if family == "reminders" else messages.c.created_at
             query = self._scoped(sa.select(*self._row_columns()).where(*where), scope, kinds)
-            count = self._scoped(sa.select(sa.func.count()).select_from(messages).where(*where), scope, kinds)
+            count_query = self._scoped(sa.select(sa.func.count()).select_from(messages).where(*where), scope, kinds)
             with self.engine.connect() as conn:
                 found += [dict(r._mapping) for r in conn.execute(
                     query.order_by(newest.desc(), messages.c.id.desc()).limit(limit))]
-                total += conn.execute(count).scalar() or 0
+                if total is not None:
+                    total += conn.execute(count_query).scalar() or 0
         found.sort(key=lambda r: (_iso(r["claimed_at"] or r["created_at"]) or "", r["id"]), reverse=True)
         return [self.present(r) for r in found[:limit]], total
 
-    def attention(self, scope: Scope) -> dict[str, Any]:
-        """What needs a person: ``unknown`` sends, failures (with their fix), replies and opt-outs."""
-        unknown, unknown_total = self.rows(scope, where=[messages.c.status == "unknown"])
+    def attention(self, scope: Scope, *, count: bool = True) -> dict[str, Any]:
+        """What needs a person: ``unknown`` sends, failures (with their fix), replies and opt-outs (the
+        newest of each; ``count``: how many in all, which the summary takes from the per-day counts)."""
+        unknown, unknown_total = self.rows(scope, where=[messages.c.status == "unknown"], limit=ATTENTION_LIST,
+                                           count=count)
         failed_where = messages.c.status == "failed"
         if self.shape.receipts:  # accepted by Meta, then reported failed by a status webhook
             failed_where = sa.or_(failed_where, sa.and_(messages.c.status == "sent",
                                                         self._col("delivery_status") == "failed"))
-        failed, failed_total = self.rows(scope, where=[failed_where])
-        replies = self.replies(scope, opt_outs=False)
-        opt_outs = self.replies(scope, opt_outs=True)
+        failed, failed_total = self.rows(scope, where=[failed_where], limit=ATTENTION_LIST, count=count)
+        replies = self.replies(scope, opt_outs=False, limit=ATTENTION_LIST)
+        opt_outs = self.replies(scope, opt_outs=True, limit=ATTENTION_LIST)
         return {
             "unknown": unknown, "unknown_total": unknown_total, "failed": failed, "failed_total": failed_total,
             "replies": replies["rows"], "replies_total": replies["total"],
@@ -535,27 +584,23 @@ class AuditQueries:
     def customers(self, scope: Scope, search: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Customers messaged in the scope (most messages first), optionally whose name contains ``search``.
 
-        Counted from the index; names are read for the customers listed only.
+        Counted from the index, with each customer's newest row; names are read from those rows only.
         """
         counts: dict[str, int] = defaultdict(int)
-        names: dict[str, str | None] = {}
+        newest: dict[str, int] = {}
         for _family, kinds, _day in self._families(scope):
-            query = sa.select(messages.c.customer_id, sa.func.count()).where(
+            query = sa.select(messages.c.customer_id, sa.func.count(), sa.func.max(messages.c.id)).where(
                 messages.c.status.in_(ATTEMPTED), messages.c.customer_id.isnot(None))
             if search:
                 query = query.where(sa.func.lower(messages.c.customer_name).contains(search.lower(), autoescape=True))
             with self.engine.connect() as conn:
-                for cid, n in conn.execute(self._scoped(query, scope, kinds).group_by(messages.c.customer_id)):
+                for cid, n, row_id in conn.execute(self._scoped(query, scope, kinds).group_by(messages.c.customer_id)):
                     counts[cid] += n
+                    newest[cid] = max(newest.get(cid, 0), row_id)
         top = sorted(counts, key=lambda c: -counts[c])[:limit]
-        for _family, kinds, _day in self._families(scope):
-            missing = [c for c in top if c not in names]
-            if not missing:
-                break
-            query = self._scoped(sa.select(messages.c.customer_id, sa.func.max(messages.c.customer_name)).where(
-                messages.c.customer_id.in_(missing)), scope, kinds).group_by(messages.c.customer_id)
-            with self.engine.connect() as conn:
-                names.update({cid: name for cid, name in conn.execute(query)})
+        with self.engine.connect() as conn:
+            names = {r[0]: r[1] for r in conn.execute(sa.select(messages.c.customer_id, messages.c.customer_name).where(
+                messages.c.id.in_([newest[c] for c in top])))} if top else {}
         found = [{"customer_id": c, "customer_name": names.get(c), "messages": counts[c]} for c in top]
         return sorted(found, key=lambda c: (-c["messages"], c["customer_name"] or ""))
 
@@ -578,7 +623,10 @@ class AuditQueries:
     # -- the page's first screen ------------------------------------------------------------------
 
     def summary(self, scope: Scope) -> dict[str, Any]:
-        """Everything the page's first screen shows, with how long each part took (ms)."""
+        """Everything the page's first screen shows, with how long each part took (ms).
+
+        The parts are independent reads: they run side by side, each on its own connection.
+        """
         timings: dict[str, float] = {}
 
         def timed(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -587,17 +635,37 @@ class AuditQueries:
             timings[name] = round((time.perf_counter() - started) * 1000, 1)
             return result
 
-        reminded = timed("reminded", self.reminded, scope)
-        latest, latest_total = timed("messages", self.rows, scope, where=[messages.c.status.in_(ATTEMPTED)], limit=100)
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="audit") as pool:
+            evidence = pool.submit(timed, "evidence", self.payment_evidence, scope)
+
+            def money() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                reminded = timed("reminded", self.reminded, scope)
+                ageing = timed("ageing", receivables.ageing, ((r.days, r.currency, 1, r.milli) for r in reminded))
+                return ageing, timed("collections", self.collections, scope, reminded, evidence.result())
+
+            parts = {
+                "money": pool.submit(money),
+                "daily": pool.submit(timed, "daily", self.daily, scope),
+                "attention": pool.submit(timed, "attention", self.attention, scope, count=False),
+                "messages": pool.submit(timed, "messages", self.rows, scope,
+                                        where=[messages.c.status.in_(ATTEMPTED)], limit=100, count=False),
+                "customers": pool.submit(timed, "customers", self.customers, scope),
+            }
+            done = {name: future.result() for name, future in parts.items()}
+        (ageing, collections), (latest, _) = done["money"], done["messages"]
+        totals = [done["daily"]["totals"][family] for family, _kinds, _day in self._families(scope)]
+        attention = {**done["attention"], "unknown_total": sum(t["unknown"] for t in totals),
+                     "failed_total": sum(t["failed"] for t in totals)}
+        latest_total = sum(t["sent"] + t["failed"] - t["failed_late"] + t["unknown"] + t["sending"] for t in totals)
         return {
             "scope": scope.as_dict(),
-            "daily": timed("daily", self.daily, scope),
-            "ageing": timed("ageing", receivables.ageing, ((r.days, r.currency, 1, r.milli) for r in reminded)),
-            "collections": timed("collections", self.collections, scope, reminded),
-            "attention": timed("attention", self.attention, scope),
+            "daily": done["daily"],
+            "ageing": ageing,
+            "collections": collections,
+            "attention": attention,
             "messages": latest,
             "messages_total": latest_total,
-            "customers": timed("customers", self.customers, scope),
+            "customers": done["customers"],
             "receipts": self.shape.receipts,
             "replies_recorded": self.shape.replies,
             "timings_ms": timings,
@@ -607,7 +675,7 @@ class AuditQueries:
 def _counts(shape: Shape) -> dict[str, Any]:
     receipts = 0 if shape.receipts else None
     return {"sent": 0, "delivered": receipts, "read": receipts, "failed": 0, "failed_late": 0, "failed_by_code": {},
-            "skipped": 0, "skipped_by_reason": {}, "unknown": 0, "open": 0, "total": 0}
+            "skipped": 0, "skipped_by_reason": {}, "unknown": 0, "sending": 0, "open": 0, "total": 0}
 
 
 def _bump(table: dict[str, int], key: Any, n: int) -> None:
@@ -637,6 +705,7 @@ def _add(counts: dict[str, Any], row: Any) -> None:
         counts["unknown"] += n
     elif row.status in OPEN:
         counts["open"] += n
+        counts["sending"] += n if row.status == "sending" else 0
 
 
 def _each_day(start: date, end: date) -> list[str]:

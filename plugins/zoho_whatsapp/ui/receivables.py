@@ -28,7 +28,7 @@ from zoho_whatsapp.rules.money import format_amount, parse_amount
 BUCKETS = ("not yet due", "0–30", "31–60", "61–90", "90+")
 NO_DUE_DATE = "unknown due date"
 COLLECTION_DAYS = (7, 14)
-MAX_PAID_LISTED = 200
+MAX_PAID_LISTED = 100
 
 
 def amount_of(value: Any) -> Decimal | None:

@@ -1,27 +1,33 @@
 """What every webhook endpoint of the plugin needs, whoever calls it: a bounded body, strict JSON,
 and a connection lookup that a flood of bad requests cannot turn into a flood of lookups.
 
+The JSON rules are one function for both endpoints (Zoho's, whose payload checks are pure and run
+in tasks too, and Meta's), so both refuse the same bodies; each keeps its own HTTP answers.
+
 >>> strict_json_object(b'{"a": 1}')
 {'a': 1}
 >>> strict_json_object(b'{"a": 1, "a": 2}')
 Traceback (most recent call last):
 ...
-zoho_whatsapp.webhooks.common.BodyError: malformed JSON: key 'a' appears twice
+zoho_whatsapp.webhooks.common.BodyError: malformed JSON: the key 'a' appears more than once in one object
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from fastapi import FastAPI
-from starlette.requests import ClientDisconnect, Request
+if TYPE_CHECKING:  # the JSON rules are used outside the API server too: no web framework at import
+    from fastapi import FastAPI
+    from starlette.requests import Request
 
 __all__ = [
-    "BodyError", "CachedLookup", "WebhookNotConfigured", "json_depth", "private_app", "read_body", "strict_json_object",
+    "BodyError", "CachedLookup", "WebhookNotConfigured", "json_depth", "private_app", "read_body", "strict_json",
+    "strict_json_object",
 ]
 
 T = TypeVar("T")
@@ -42,11 +48,15 @@ class BodyError(ValueError):
 
 def private_app(title: str, description: str | None) -> FastAPI:
     """A FastAPI app for a webhook endpoint: no docs or OpenAPI pages (unauthenticated callers learn nothing)."""
+    from fastapi import FastAPI
+
     return FastAPI(title=title, description=description, docs_url=None, redoc_url=None, openapi_url=None)
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The raw body, refusing (413) anything over ``max_bytes`` before reading it all into memory."""
+    from starlette.requests import ClientDisconnect
+
     length = request.headers.get("content-length")
     if length is not None:
         try:
@@ -70,34 +80,56 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as infinity
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
 def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Two parsers reading the same body must not see two different objects.
     document: dict[str, Any] = {}
     for key, value in pairs:
         if key in document:
-            raise ValueError(f"key {key[:40]!r} appears twice")
+            raise ValueError(f"the key {key[:60]!r} appears more than once in one object")
         document[key] = value
     return document
 
 
-def strict_json_object(body: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
-    """A JSON object from ``body``: UTF-8, no duplicate keys, no NaN/Infinity, at most ``max_depth`` deep."""
+def strict_json(
+    body: bytes,
+    *,
+    max_depth: int = MAX_DEPTH,
+    too_deep_status: int = 400,
+    empty: str = "empty body: send a JSON object",
+) -> Any:
+    """The JSON value of ``body``: UTF-8, no duplicate keys, no NaN/Infinity or number out of range, at most
+    ``max_depth`` deep. Raises :class:`BodyError`: 400, or ``too_deep_status`` for nesting (``empty``: the
+    message for a blank body)."""
     if not body.strip():
-        raise BodyError(400, "empty body: send a JSON object")
+        raise BodyError(400, empty)
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise BodyError(400, f"malformed JSON: the body is not UTF-8 (byte {exc.start})") from None
     try:
-        document = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates)
+        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                              object_pairs_hook=_refuse_duplicates)
     except json.JSONDecodeError as exc:
         raise BodyError(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except (ValueError, RecursionError) as exc:  # NaN, duplicate keys, over-long integers, absurd nesting
         raise BodyError(400, f"malformed JSON: {str(exc)[:200]}") from None
+    if json_depth(document, max_depth) > max_depth:
+        raise BodyError(too_deep_status, f"the JSON is nested more than {max_depth} levels deep")
+    return document
+
+
+def strict_json_object(body: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+    """A JSON object from ``body`` by the rules of :func:`strict_json`; anything else is a 400."""
+    document = strict_json(body, max_depth=max_depth)
     if not isinstance(document, dict):
         raise BodyError(400, "the body must be a JSON object")
-    if json_depth(document, max_depth) > max_depth:
-        raise BodyError(400, f"the JSON is nested more than {max_depth} levels deep")
     return document
 
 

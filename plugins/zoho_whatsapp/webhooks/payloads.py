@@ -31,7 +31,6 @@ U+E0000..). A duplicated JSON key is refused too: two readers could take differe
 from __future__ import annotations
 
 import json
-import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -43,6 +42,7 @@ from typing import Any
 from zoho_whatsapp.ledger.schema import messages, webhook_events
 from zoho_whatsapp.rules.alerts import INVOICE_CREATED, PAYMENT_RECEIVED, UNANNOUNCED_STATUSES
 from zoho_whatsapp.rules.money import parse_amount
+from zoho_whatsapp.webhooks.common import BodyError, strict_json
 
 __all__ = [
     "EVENT_PATHS",
@@ -89,7 +89,6 @@ MAX_ORGANIZATION_CHARS = _width(messages.c.organization_id, webhook_events.c.org
 MAX_ID_CHARS = _width(messages.c.invoice_id, messages.c.invoice_number, messages.c.customer_id)  # 64
 MAX_NAME_CHARS = _width(messages.c.customer_name)  # 255
 MAX_PHONE_CHARS = 40  # what a person types, with separators; the send uses E.164 (column recipient)
-MAX_DEPTH = 32  # the bodies Zoho sends are a few levels deep; deeper is an attack or a bug
 # Zoho record timestamps that tell when the record last changed (the newest one is used).
 _CHANGE_TIMES = ("last_modified_time", "updated_time", "created_time")
 
@@ -195,58 +194,13 @@ def parse_event(kind: str, body: bytes) -> AlertEvent:
 # -- decoding ---------------------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e400 parses as infinity
-        raise ValueError(f"the number {text[:40]} is out of range")
-    return value
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise ValueError(f"the key {key[:60]!r} appears more than once in one object")
-        document[key] = value
-    return document
-
-
 def _decode(body: bytes) -> Any:
-    if not body or not body.strip():
-        raise PayloadError(400, "empty body: send the record as a JSON object (content type application/json)")
+    # The endpoints' shared JSON rules; a body nested too deep is readable, but wrong: 422 here.
     try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(400, f"malformed JSON: the body is not UTF-8 (byte {exc.start})") from None
-    try:
-        document = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
-                              object_pairs_hook=_unique_keys)
-    except json.JSONDecodeError as exc:
-        raise PayloadError(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except (ValueError, RecursionError) as exc:  # NaN/Infinity, huge numbers, duplicate keys, absurd nesting
-        raise PayloadError(400, f"malformed JSON: {str(exc)[:200]}") from None
-    if _depth(document) > MAX_DEPTH:
-        raise PayloadError(422, f"the JSON is nested more than {MAX_DEPTH} levels deep")
-    return document
-
-
-def _depth(value: Any) -> int:
-    # Iterative: a recursive walk could itself hit the recursion limit on a hostile body.
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        deepest = max(deepest, level)
-        if level > MAX_DEPTH:
-            return level
-        if isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, level + 1) for v in item)
-    return deepest
+        return strict_json(body, too_deep_status=422,
+                           empty="empty body: send the record as a JSON object (content type application/json)")
+    except BodyError as exc:
+        raise PayloadError(exc.status, str(exc)) from None
 
 
 def _type_name(value: Any) -> str:

@@ -62,8 +62,8 @@ def get_region(code: str | None) -> ZohoRegion:
     found = REGIONS.get(key) or _BY_DOMAIN.get(key)
     if found is None:
         raise ValueError(
-            f"unknown Zoho region {code!r}: use one of {', '.join(sorted(_BY_DOMAIN))} "
-            "(the domain you log in to: accounts.zoho.in means zoho.in)"
+            f"unknown Zoho region {code!r}: use one of {', '.join(sorted(REGIONS))} "
+            "(the domain you log in to: accounts.zoho.in means 'in'; the domain zoho.in works too)"
         )
     return found
 

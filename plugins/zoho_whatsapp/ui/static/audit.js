@@ -208,6 +208,7 @@
     datasets.push({ label: "Failed", data: rows.map((r) => r.failed), backgroundColor: color("--bad") });
     datasets.push({ label: "Unknown", data: rows.map((r) => r.unknown), backgroundColor: color("--warn") });
     datasets.push({ label: "Skipped", data: rows.map((r) => r.skipped), backgroundColor: color("--skip"), hidden: true });
+    for (const d of datasets) d.maxBarThickness = 48;
     chart("daily-chart", {
       type: "bar",
       data: { labels: rows.map((r) => r.day.slice(5)), datasets },
@@ -259,6 +260,7 @@
           label: `Balance reminded (${main})`,
           data: buckets.map((b) => Number((b.amounts.find((a) => a.currency === main) || { amount: 0 }).amount)),
           backgroundColor: style.getPropertyValue("--accent").trim(),
+          maxBarThickness: 72,
         }],
       },
       options: {
@@ -501,8 +503,7 @@
     try {
       const data = await getJSON("api/organizations");
       select.replaceChildren(...data.organizations.map((o) => el("option", { value: o }, o)));
-      if (!state.org && data.default) state.org = data.default;
-      select.value = state.org;
+      select.value = state.org || data.default || "";
     } catch (error) {
       showError(error.message);
     }
@@ -542,5 +543,7 @@
 
   applyTheme();
   bind();
-  loadOrganizations().then(load);
+  // Both at once: the summary picks the default organization itself.
+  loadOrganizations();
+  load();
 })();
