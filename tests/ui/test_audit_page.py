@@ -127,7 +127,13 @@ def test_the_page_shows_the_ledgers_numbers(filled, airflow_ui, browser, screens
     page.wait_for_url(re.compile(r".*/tasks/send_reminders/mapped/\d+$"), timeout=30_000)
     page.locator("iframe[title='WhatsApp reminders']").wait_for(state="detached", timeout=30_000)
     page.get_by_text("send_reminders").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(3000)  # the task instance and the first lines of its log
     page.screenshot(path=str(screenshots / "audit-link-to-task.png"))
+    # The task instance the link names exists in Airflow, and claimed that row.
+    ti = httpx.get(f"{airflow_ui.url}/api/v2/dags/{failed_row['dag_id']}/dagRuns/{failed_row['run_id']}/taskInstances"
+                   f"/send_reminders/{failed_row['map_index']}", headers={"Authorization": f"Bearer {airflow_ui.token()}"},
+                   timeout=60)
+    assert ti.status_code == 200 and ti.json()["state"] == "success", ti.text
 
     # The same page on its own, full length.
     standalone = page.context.new_page()

@@ -95,6 +95,15 @@ def create_app(ledger_conn_id: str = "reminder_ledger_default") -> FastAPI:
     app = FastAPI(title="WhatsApp reminders audit", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
+    @app.middleware("http")
+    async def _cache_assets(request: Request, call_next: Any) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith(f"{request.scope.get('root_path', '')}/static/") and response.status_code == 200:
+            # The vendored library's file name carries its version; the page's own files change with a release.
+            vendor = "/static/vendor/" in request.url.path
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable" if vendor else "public, max-age=600"
+        return response
+
     async def queries(request: Request) -> AuditQueries:
         try:
             return await run_in_threadpool(ledger.queries, _airflow_base(request))

@@ -44,8 +44,9 @@
     return q.toString();
   }
 
-  async function getJSON(path, extra) {
-    const response = await fetch(`${path}?${query(extra)}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  async function getJSON(path, extra, started) {
+    const response = await (started ||
+      fetch(`${path}?${query(extra)}`, { credentials: "same-origin", headers: { Accept: "application/json" } }));
     if (!response.ok) {
       let detail = response.statusText;
       try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
@@ -466,7 +467,9 @@
     main.setAttribute("aria-busy", "true");
     showError("");
     try {
-      const data = await getJSON("api/summary");
+      const prefetched = window.auditSummary;  // the page's own URL, asked for by audit.html's head
+      window.auditSummary = null;
+      const data = await getJSON("api/summary", null, prefetched);
       if (data.empty) {
         document.getElementById("scope-label").textContent = state.run_id
           ? "No WhatsApp message was recorded by this DAG run." : "The send ledger holds no message yet.";
