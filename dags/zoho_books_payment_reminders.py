@@ -111,7 +111,10 @@ def zoho_books_payment_reminders() -> None:
         """Every overdue invoice with its customer's numbers, into the ledger for this date."""
         from zoho_whatsapp.reminder_run import fetch_into_ledger
 
-        return fetch_into_ledger(org, logical_date=logical_date, dag_id=ti.dag_id, run_id=dag_run.run_id)
+        # A run triggered by hand from the UI or the REST API may have no logical date: it reminds for
+        # the day it runs.
+        when = logical_date or dag_run.run_after
+        return fetch_into_ledger(org, logical_date=when, dag_id=ti.dag_id, run_id=dag_run.run_id)
 
     @task
     def plan_reminders(fetched: dict, params=None) -> list[dict]:  # noqa: ANN001

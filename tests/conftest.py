@@ -153,11 +153,16 @@ def sqlite_ledger(tmp_path: Path, set_connection: Any) -> Iterator[Any]:
 def run_dag(airflow_db: Path) -> Any:
     """Run a DAG of dags/ once with ``dag.test()``; returns {task_id[map_index]: state} and the run."""
 
-    def _run(dag_id: str, logical_date: Any = None, conf: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _run(
+        dag_id: str, logical_date: Any = None, conf: dict[str, Any] | None = None, *, manual: bool = False
+    ) -> dict[str, Any]:
+        """``manual``: no logical date, as the UI's Trigger form and the REST API start a run."""
         import pendulum
 
         dag = local_airflow.load_dag(dag_id)
-        when = logical_date or pendulum.now("Asia/Kolkata").replace(hour=9, minute=0, second=0, microsecond=0)
+        when = None if manual else (
+            logical_date or pendulum.now("Asia/Kolkata").replace(hour=9, minute=0, second=0, microsecond=0)
+        )
         # dag.test() runs mapped batches one after another, so give each batch the whole rate.
         dr = dag.test(logical_date=when, run_conf={"messages_per_second": 200, **(conf or {})})
         return {"run": dr, "states": task_states(dr), "state": str(dr.state)}

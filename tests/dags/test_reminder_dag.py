@@ -96,8 +96,13 @@ def test_rerun_of_the_same_date_sends_nothing_new(sandbox, sqlite_ledger, run_da
 
 
 def test_dry_run_renders_everything_and_sends_nothing(sandbox, sqlite_ledger, run_dag) -> None:
-    result = run_dag(DAG_ID, conf={"dry_run": True})
+    """Triggered by hand with no logical date (the UI's Trigger form): the run's date is today in IST."""
+    import pendulum
+
+    result = run_dag(DAG_ID, conf={"dry_run": True}, manual=True)
     assert result["state"] == "success", result["states"]
+    assert result["run"].logical_date is None
+    assert {r["occasion"] for r in sqlite_ledger.rows()} == {pendulum.now("Asia/Kolkata").date().isoformat()}
     assert sandbox.requests(service="whatsapp") == []
     report = xcom_result(result["run"], "account_for_every_invoice")
     assert report["dry_run"] is True
