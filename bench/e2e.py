@@ -119,7 +119,7 @@ def run(work: Path, *, invoices: int = 5000, latency_ms: float = 150, cap: int =
     e2e.add(f"DAG run over {invoices:,} invoices, wall time", first["wall_seconds"], "s",
             note=f"state {first['state']}; sent {report.get('sent')}, skipped {report.get('skipped')}, "
                  f"failed {report.get('failed')}, open {report.get('open')}")
-    order = ["refresh_zoho_token", "fetch_overdue_invoices", "plan_reminders", "send_reminders",
+    order = ["check_go_live", "refresh_zoho_token", "fetch_overdue_invoices", "plan_reminders", "send_reminders",
              "account_for_every_invoice"]
     for task_id in sorted(tasks, key=lambda t: order.index(t) if t in order else len(order)):
         info = tasks[task_id]

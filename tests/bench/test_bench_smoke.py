@@ -59,5 +59,5 @@ def test_bench_smoke_dag_runs_and_zoho_budget(tmp_path: Path) -> None:
     assert value(figures, "end_to_end: invoices not accounted for") == 0
     first = result["details"]["end_to_end"]["first_run"]
     assert first["state"] == "success"
-    assert set(first["tasks"]) == {"refresh_zoho_token", "fetch_overdue_invoices", "plan_reminders",
+    assert set(first["tasks"]) == {"check_go_live", "refresh_zoho_token", "fetch_overdue_invoices", "plan_reminders",
                                    "send_reminders", "account_for_every_invoice"}
