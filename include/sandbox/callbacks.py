@@ -11,8 +11,9 @@ message, the sandbox POSTs what Meta would, one status per request, signed with 
   (the same numbers every run; :meth:`Callbacks.fails` says which);
 * ``callback_duplicate_percent`` of messages get one status twice, ``callback_reorder_percent``
   get theirs in reverse order (timestamps keep the real order, as Meta's do);
-* ``callback_replies``: the recipient of the N-th accepted message replies with a text
-  (by default the 2nd says "paid yesterday", the 5th "STOP").
+* ``callback_replies``: the recipient of the N-th delivered message replies with a text
+  (by default the 2nd says "paid yesterday", the 5th "STOP"); a number that is not on WhatsApp
+  cannot reply, so messages that fail asynchronously are not counted.
 
 A POST answered with anything but 2xx (or not answered) is retried ``callback_retries`` times with
 a growing pause, as Meta retries. :meth:`Callbacks.log` lists every event with its attempts.
@@ -56,7 +57,7 @@ class Callbacks:
         with self._cond:
             self._queue.clear()
             self._log: list[dict[str, Any]] = []
-            self._accepted = 0
+            self._delivered = 0
             self._rng = random.Random(f"callbacks:{self.seed}")
 
     def log(self) -> list[dict[str, Any]]:
@@ -103,13 +104,14 @@ class Callbacks:
         wa_id = record["wa_id"]
         now = time.time()
         with self._cond:
-            self._accepted += 1
-            accepted = self._accepted
             rng = self._rng
+            delivered = 0  # this message's place among the delivered ones: only those can be replied to
             if self.fails(wa_id):
                 code = int(self.faults.get("callback_failed_code"))
                 events = [("failed", int(now), code)]
             else:
+                self._delivered += 1
+                delivered = self._delivered
                 events = [("sent", int(now), None), ("delivered", int(now) + 1, None)]
                 if rng.randrange(100) < int(self.faults.get("callback_read_percent") or 0):
                     events.append(("read", int(now) + 2, None))
@@ -126,7 +128,7 @@ class Callbacks:
                     "error_code": code, "timestamp": stamp, "duplicate": duplicate and index == len(events) - 1,
                 })
             for rule in self.faults.get("callback_replies") or []:
-                if int(rule["after"]) == accepted:
+                if delivered and int(rule["after"]) == delivered:
                     raw, headers = self.whatsapp.inbound_webhook(wa_id, str(rule["text"]))
                     self._schedule(due + (len(events) + 2) * GAP_SECONDS, url, raw, headers, {
                         "kind": "message", "wamid": record["wamid"], "wa_id": wa_id, "text": str(rule["text"]),

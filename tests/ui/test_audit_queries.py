@@ -26,6 +26,8 @@ from zoho_whatsapp.webhooks.whatsapp_events import InboundMessage, StatusUpdate
 
 ORG = "60012345678"
 DAG = "zoho_books_payment_reminders"
+# The recorded days are fixed when the module is imported; scopes end on the IST day each test runs, so a
+# run collected before IST midnight and executed after it still sees the receipts and replies made "now".
 TODAY = today_ist()
 A, B, C = TODAY - timedelta(days=12), TODAY - timedelta(days=9), TODAY - timedelta(days=3)
 
@@ -105,7 +107,8 @@ def audit(ledger):
 
 def test_daily_counts_by_status_reason_code_and_receipt(audit) -> None:
     queries, _ = audit
-    daily = queries.daily(Scope(ORG, A, TODAY))
+    end = today_ist()
+    daily = queries.daily(Scope(ORG, A, end))
     day_a = next(d for d in daily["days"] if d["day"] == A.isoformat())["reminders"]
     assert {k: day_a[k] for k in ("sent", "delivered", "read", "failed", "skipped", "unknown", "open", "total")} == {
         "sent": 2, "delivered": 1, "read": 1, "failed": 1, "skipped": 1, "unknown": 1, "open": 0, "total": 5}
@@ -113,15 +116,15 @@ def test_daily_counts_by_status_reason_code_and_receipt(audit) -> None:
     day_b = next(d for d in daily["days"] if d["day"] == B.isoformat())["reminders"]
     assert day_b["skipped_by_reason"] == {"cadence": 3, "no_mobile": 1} and day_b["sent"] == 0
     assert daily["totals"]["reminders"]["skipped"] == 1 + 4 + 3
-    assert len(daily["days"]) == (TODAY - A).days + 1
+    assert len(daily["days"]) == (end - A).days + 1
     # Another organization's rows, or a period that ends before A, show nothing.
-    assert queries.daily(Scope("other", A, TODAY))["totals"]["reminders"]["total"] == 0
+    assert queries.daily(Scope("other", A, end))["totals"]["reminders"]["total"] == 0
     assert queries.daily(Scope(ORG, A - timedelta(days=5), A - timedelta(days=1)))["totals"]["reminders"]["total"] == 0
 
 
 def test_ageing_buckets_and_amounts_per_currency(audit) -> None:
     queries, _ = audit
-    scope = Scope(ORG, A, TODAY)
+    scope = Scope(ORG, A, today_ist())
     buckets = {b["bucket"]: b for b in receivables.ageing((r.days, r.currency, 1, r.milli) for r in queries.reminded(scope))}
     assert buckets["0–30"]["reminders"] == 1 and buckets["0–30"]["amounts"] == [
         {"currency": "INR", "amount": "1000.50", "text": format_amount(Decimal("1000.50"), "INR")}]
@@ -132,7 +135,7 @@ def test_ageing_buckets_and_amounts_per_currency(audit) -> None:
 
 def test_collections_within_7_and_14_days(audit) -> None:
     queries, _ = audit
-    scope = Scope(ORG, A, TODAY)
+    scope = Scope(ORG, A, today_ist())
     result = queries.collections(scope, queries.reminded(scope))
     within = {w["days"]: w for w in result["windows"]}
     assert within[7]["invoices"] == 1 and within[7]["amounts"][0]["text"] == "₹1,000.50"
@@ -145,7 +148,7 @@ def test_collections_within_7_and_14_days(audit) -> None:
 
 def test_what_needs_a_person_and_links_to_airflow(audit) -> None:
     queries, day_a = audit
-    attention = queries.attention(Scope(ORG, A, TODAY))
+    attention = queries.attention(Scope(ORG, A, today_ist()))
     (failed,) = attention["failed"]
     assert failed["invoice_number"] == "INV-000003" and failed["error_code"] == 131026
     assert failed["error_class"] == "NotOnWhatsApp" and "correct the mobile in Zoho" in failed["fix"]
@@ -161,7 +164,7 @@ def test_what_needs_a_person_and_links_to_airflow(audit) -> None:
 
 def test_a_customers_timeline(audit) -> None:
     queries, _ = audit
-    timeline = queries.timeline(Scope(ORG, A, TODAY), "C2")
+    timeline = queries.timeline(Scope(ORG, A, today_ist()), "C2")
     kinds = [(e["type"], e.get("invoice_number"), e.get("status")) for e in timeline["events"]]
     assert ("message", "INV-000002", "sent") in kinds
     assert {t for t, _, _ in kinds} == {"message", "reply", "opt_out"}
@@ -174,7 +177,7 @@ def test_summary_run_scope_and_csv(audit) -> None:
     assert queries.organizations() == [ORG] and queries.latest_organization() == ORG
     run = queries.run_scope(DAG, f"scheduled__{A}T03:30:00+00:00")
     assert (run.start, run.end, run.kinds) == (A, A, ("payment_reminder",))
-    summary = queries.summary(Scope(ORG, A, TODAY))
+    summary = queries.summary(Scope(ORG, A, today_ist()))
     assert summary["daily"]["totals"]["reminders"]["sent"] == 2 and summary["messages_total"] == 4
     rows = list(csv.DictReader(io.StringIO(section_csv("attention", summary))))
     assert {r["needs"] for r in rows} == {"unknown", "failed", "reply", "opt_out"}
@@ -227,7 +230,7 @@ def test_a_ledger_without_receipts_or_replies_shows_dashes(tmp_path) -> None:
             {"o": ORG, "d": A.isoformat(), "t": now, "s": '{"due_date": "2026-01-01", "balance": 5, "currency_code": "INR"}'})
     queries = AuditQueries(engine)
     assert not queries.shape.receipts and not queries.shape.replies
-    summary = queries.summary(Scope(ORG, A, TODAY))
+    summary = queries.summary(Scope(ORG, A, today_ist()))
     totals = summary["daily"]["totals"]["reminders"]
     assert (totals["sent"], totals["delivered"], totals["read"]) == (1, None, None)
     assert summary["attention"]["replies_total"] is None and summary["messages"][0]["delivery"] is None
@@ -241,7 +244,7 @@ def test_amounts_are_read_from_the_zoho_row_once(audit, ledger) -> None:
     from zoho_whatsapp.ledger.schema import audit_amounts, messages
 
     queries, day_a = audit
-    scope = Scope(ORG, A, TODAY)
+    scope = Scope(ORG, A, today_ist())
     first = {r.invoice_id: r.milli for r in queries.reminded(scope)}
     with ledger.engine.connect() as conn:
         kept = {r.message_id: r.balance_milli for r in conn.execute(sa.select(audit_amounts))}
