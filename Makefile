@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8765
 
-.PHONY: install test lint demo sandbox up audit bench services clean stack test-stack browser test-ui
+.PHONY: install test lint demo sandbox up audit bench services clean stack test-stack browser test-ui tools
 
 # The last step registers the project as an Airflow provider (connection forms in the UI);
 # the install is editable, so the code stays in plugins/ where Airflow loads it.
@@ -25,12 +25,18 @@ services:
 lint: install
 	$(BIN)/ruff check .
 
-test: install services lint browser
+test: install services lint browser tools
 	$(BIN)/python -m pytest
 
 # The audit page's browser tests use Debian's Chromium (never a browser downloaded by Playwright).
 browser:
 	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
+
+# The deploy tests check docker-compose.yaml with `docker-compose config` and the TLS proxy examples
+# (docs/deploy/) with real Caddy and nginx.
+tools:
+	@command -v docker-compose >/dev/null && command -v caddy >/dev/null && test -x /usr/sbin/nginx || \
+		{ apt-get update -q && apt-get install -y -q docker-compose caddy nginx-light; }
 
 # Only the audit page's browser tests (~2.5 min: three reminder runs, a live API server, Chromium).
 test-ui: install services browser
