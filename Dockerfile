@@ -5,7 +5,7 @@
 #   docker compose build            (or: docker build -t zoho-books-whatsapp-airflow:3.3.2 .)
 #
 # Only what production runs goes in: the DAGs, the plugin package and the WhatsApp template
-# configuration. Not the sandbox (include/sandbox serves its credentials over HTTP), the demo and
+# configuration, and the reminder policy and organizations (include/config). Not the sandbox (include/sandbox serves its credentials over HTTP), the demo and
 # test tooling (include/demo.py, include/local_airflow.py), bench/, tests/, docs/ or scripts/:
 # .dockerignore keeps them out of the build context as well, and tests/deploy/test_compose_file.py
 # fails if a COPY line names them.
@@ -26,4 +26,5 @@ COPY --chown=airflow:0 pyproject.toml /opt/airflow/pyproject.toml
 COPY --chown=airflow:0 plugins /opt/airflow/plugins
 COPY --chown=airflow:0 dags /opt/airflow/dags
 COPY --chown=airflow:0 include/templates /opt/airflow/include/templates
+COPY --chown=airflow:0 include/config /opt/airflow/include/config
 RUN pip install --no-cache-dir --no-deps -e /opt/airflow

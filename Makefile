@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8765
 
-.PHONY: install test lint demo sandbox up audit bench services clean stack test-stack browser test-ui tools
+.PHONY: install test lint demo sandbox up audit bench services clean stack test-stack redis browser test-ui tools
 
 # The last step registers the project as an Airflow provider (connection forms in the UI);
 # the install is editable, so the code stays in plugins/ where Airflow loads it.
@@ -64,12 +64,17 @@ up: install
 
 # docker-compose.yaml's CeleryExecutor deployment as local processes (no Docker engine needed): PostgreSQL,
 # Redis, api-server, scheduler, dag-processor, triggerer, two Celery workers and the sandbox. Ctrl-C stops it.
-stack: install services
+stack: install services redis
 	$(BIN)/python include/local_stack.py $(ARGS)
 
-# Faults on that stack (a worker killed mid-batch, the scheduler restarted, a backfill beside the daily run).
-test-stack: install services
+# Faults on that stack (a worker killed mid-batch, the scheduler restarted, a backfill beside the daily run) and
+# alerts while a reminder run sends; about 8 minutes. CI runs it after `make test` (.ci/run).
+test-stack: install services redis
 	ZW_STACK=1 $(BIN)/python -m pytest tests/stack -q $(ARGS)
+
+# The stack's Celery broker: Debian's Redis, installed when missing (include/local_stack.py starts it when stopped).
+redis:
+	@command -v redis-server >/dev/null || { apt-get update -q && apt-get install -y -q redis-server; }
 
 clean:
 	rm -rf $(VENV) .airflow-demo .pytest_cache .ruff_cache

@@ -220,6 +220,13 @@ class SandboxProcess:
             self.post("/faults", extra)
         return self
 
+    @property
+    def pid(self) -> int:
+        """The sandbox's process id (its CPU time is measured apart from the sender's)."""
+        if self._proc is None:
+            raise RuntimeError("the sandbox is not running")
+        return self._proc.pid
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
@@ -294,6 +301,23 @@ def scratch_postgres(admin_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database on the server of ``admin_url`` for one benchmark; dropped afterwards."""
     with local_airflow.scratch_postgres(admin_url, f"zw_bench_{os.getpid()}") as url:
         yield url
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds the OS has charged to process ``pid`` (default: this one), all its threads.
+
+    Read from ``/proc/<pid>/stat`` (utime, stime) for another process, from ``getrusage`` for this
+    one: what the kernel accounted, so a busy machine slows the wall clock but not this figure.
+    """
+    import resource
+
+    if pid is None or pid == os.getpid():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces: fields start after ")"
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5), counted from 1 with pid, comm
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb() -> float:

@@ -27,7 +27,7 @@ from typing import Any
 from bench.harness import REPO, Section, scratch_dir, scratch_postgres
 
 RESULTS = REPO / "bench" / "results"
-SECTIONS = ("parse", "sending", "zoho", "scale", "end_to_end", "stack", "ui")
+SECTIONS = ("parse", "sending", "tier", "zoho", "scale", "end_to_end", "stack", "ui")
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,17 @@ class Sizes:
     stack_invoices: int = 5000  # the CeleryExecutor stack (bench/stack.py): 2,000 customers
     stack_events: int = 30  # webhooks timed alone, and as many while the reminders send
     ui_rows: int = 1_000_000  # a year of ledger rows behind the audit page (bench/ui.py)
+    tier_messages: int = 5000  # per run of the 1,000 msg/s tier section (bench/tier.py)
+    tier_caps: tuple[int, ...] = (250, 500, 1000)  # PostgreSQL ledger; SQLite at tier_sqlite_cap
+    tier_sqlite_cap: int | None = 500
+    tier_hog_cap: int = 80  # the cap of the run beside the CPU hog: the standard tier's, as production
+    tier_hogs: int = 2  # spinning processes beside that run: load ≈ 2 on top of the send
 
 
 FULL = Sizes()
 SMOKE = Sizes(send_messages=120, sequential_sample=5, latency_ms=20, cap=80, scale_invoices=300, e2e_invoices=60,
-              e2e_dry_run=True, stack_invoices=200, stack_events=3, ui_rows=5000)
+              e2e_dry_run=True, stack_invoices=200, stack_events=3, ui_rows=5000, tier_messages=200, tier_caps=(500,),
+              tier_sqlite_cap=None, tier_hog_cap=80, tier_hogs=1)
 
 
 def run(sections: tuple[str, ...] = SECTIONS, sizes: Sizes = FULL, *, work: Path | None = None,
@@ -68,6 +74,14 @@ def run(sections: tuple[str, ...] = SECTIONS, sizes: Sizes = FULL, *, work: Path
                                     sequential_sample=sizes.sequential_sample, ledger_url=url)]
 
         steps.append(("sending", send))
+    if "tier" in sections:
+        from bench import tier
+        from bench.ui import POSTGRES_ADMIN
+
+        steps.append(("tier", lambda base: [tier.run(
+            base, messages=sizes.tier_messages, caps=sizes.tier_caps, sqlite_cap=sizes.tier_sqlite_cap,
+            hog_cap=sizes.tier_hog_cap, hogs=sizes.tier_hogs, latency_ms=sizes.latency_ms,
+            postgres=postgres or POSTGRES_ADMIN)]))
     if "zoho" in sections or "end_to_end" in sections:
         steps.append(("end_to_end + zoho", lambda base: [s for s in e2e.run(
             base, invoices=sizes.e2e_invoices, latency_ms=sizes.latency_ms, cap=sizes.cap,

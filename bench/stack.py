@@ -19,6 +19,7 @@ and the webhook alert latency, alone and while those reminders are sending.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections import Counter
@@ -36,11 +37,13 @@ REMINDER_DAG, ALERT_DAG = "zoho_books_payment_reminders", "zoho_books_invoice_al
 OPEN = ("fetched", "planned", "sending")
 
 
-def _epoch(iso: str) -> float:
+def epoch(iso: str) -> float:
+    """Seconds since the epoch of an ISO 8601 time (the sandbox's and the REST API's)."""
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def _opaque(message: dict[str, Any]) -> list[str]:
+def opaque(message: dict[str, Any]) -> list[str]:
+    """A sandbox message's ledger key, ``[organization, kind, invoice, occasion]``."""
     return str(message.get("biz_opaque_callback_data") or "").split(":", 3)
 
 
@@ -103,10 +106,63 @@ def alert_latencies(stack: Any, posted: dict[str, float], timeout: float = 180) 
     while len(found) < len(posted) and time.monotonic() < deadline:
         time.sleep(1)
         for message in stack.sandbox.messages():
-            parts = _opaque(message)
+            parts = opaque(message)
             if len(parts) == 4 and parts[1] == "invoice_created" and parts[2] in posted:
-                found[parts[2]] = _epoch(message["received_at"])
+                found[parts[2]] = epoch(message["received_at"])
     return [found[invoice] - posted[invoice] if invoice in found else None for invoice in posted]
+
+
+PHASES = ("POST -> announced by the triggerer", "announced -> DAG run created", "run created -> first task queued",
+          "take_events queued -> started", "take_events running", "take_events end -> send_alert queued",
+          "send_alert queued -> started", "send_alert started -> message at the sandbox")
+
+
+def latency_phases(stack: Any, posted: dict[str, float], invoices: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Where each alert's time went, from the inbox row, the run that handled it and its task instances.
+
+    ``posted`` as :func:`post_events` returns it; ``invoices`` the invoices the webhooks named. Events whose
+    run or tasks cannot be found (an alert that never came) are left out of every phase.
+    """
+    import sqlalchemy as sa
+
+    by_reference = {str(i["invoice_number"]): str(i["invoice_id"]) for i in invoices if str(i["invoice_id"]) in posted}
+    engine = sa.create_engine(stack.ledger_url)
+    try:
+        with engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(sa.text(
+                "SELECT id, reference, announced_at, run_id FROM webhook_events"))]
+    finally:
+        engine.dispose()
+    arrived: dict[str, float] = {}
+    for message in stack.sandbox.messages():
+        parts = opaque(message)
+        if len(parts) == 4 and parts[1] == "invoice_created":
+            arrived[parts[2]] = epoch(message["received_at"])
+    runs = {r["dag_run_id"]: r for r in stack.runs(ALERT_DAG)}
+    phases: dict[str, list[float]] = {name: [] for name in PHASES}
+    tis_of: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        invoice = by_reference.get(str(row["reference"]))
+        run = runs.get(row["run_id"] or "")
+        if invoice is None or run is None or invoice not in arrived or row["announced_at"] is None:
+            continue
+        if run["dag_run_id"] not in tis_of:
+            tis_of[run["dag_run_id"]] = stack.task_instances(ALERT_DAG, run["dag_run_id"])
+        take = next((t for t in tis_of[run["dag_run_id"]] if t["task_id"] == "take_events"), None)
+        # a send_alert task handles a group of events, named after its first: the one running when it arrived
+        sends = [t for t in tis_of[run["dag_run_id"]] if t["task_id"] == "send_alert" and t.get("start_date")
+                 and epoch(t["start_date"]) <= arrived.get(invoice, 0)]
+        send = max(sends, key=lambda t: epoch(t["start_date"]), default=None)
+        stamps = [posted[invoice], row["announced_at"].timestamp(), epoch(run["queued_at"])]
+        if take is None or send is None or not all(t.get(k) for t in (take, send)
+                                                   for k in ("queued_when", "start_date", "end_date")):
+            continue
+        stamps += [epoch(take["queued_when"]), epoch(take["start_date"]), epoch(take["end_date"]),
+                   epoch(send["queued_when"]), epoch(send["start_date"]), arrived[invoice]]
+        # "run created -> first task queued" spans the run's own start; phases follow each other in time
+        for name, start, end in zip(PHASES, stamps, stamps[1:], strict=False):
+            phases[name].append(end - start)
+    return phases
 
 
 def skip_first_scheduled_run(stack: Any) -> None:
@@ -148,28 +204,34 @@ def run(work: Path, *, invoices: int = 5000, cap: int = 80, latency_ms: float = 
         alert_latencies(stack, post_events(stack, alert_invoices[-1:]), timeout=300)
 
         # alerts alone
-        alone = alert_latencies(stack, post_events(stack, alert_invoices[:events]))
+        alone_posted = post_events(stack, alert_invoices[:events])
+        alone = alert_latencies(stack, alone_posted)
+        alone_phases = latency_phases(stack, alone_posted, alert_invoices)
 
         # the 5,000 reminders, and alerts while they send
         requests_before = len(stack.sandbox.requests("whatsapp"))
         triggered = time.time()
         run_id = stack.trigger(REMINDER_DAG, conf={"messages_per_second": cap, "batch_size": 1000},
                                logical_date=datetime.now(UTC).isoformat())
-        local_stack.wait_for("the first reminder", lambda: any(_opaque(m)[1:2] == ["payment_reminder"]
+        local_stack.wait_for("the first reminder", lambda: any(opaque(m)[1:2] == ["payment_reminder"]
                                                                for m in stack.sandbox.messages()), 300, every=0.5)
-        during = alert_latencies(stack, post_events(stack, alert_invoices[events:2 * events]))
+        load = os.getloadavg()[0]
+        during_posted = post_events(stack, alert_invoices[events:2 * events])
+        during = alert_latencies(stack, during_posted)
+        load = max(load, os.getloadavg()[0])
         state = stack.wait_for_run(REMINDER_DAG, run_id, timeout=1200)
+        during_phases = latency_phases(stack, during_posted, alert_invoices)
         finished = time.time()
-        wall = next((_epoch(r["end_date"]) for r in stack.runs(REMINDER_DAG) if r["dag_run_id"] == run_id),
+        wall = next((epoch(r["end_date"]) for r in stack.runs(REMINDER_DAG) if r["dag_run_id"] == run_id),
                     finished) - triggered
         messages = stack.sandbox.messages()
         requests = stack.sandbox.requests("whatsapp")[requests_before:]
         statuses = ledger_status(stack.ledger_url)
         tis = stack.task_instances(REMINDER_DAG, run_id)
 
-    reminders = [m for m in messages if _opaque(m)[1:2] == ["payment_reminder"]]
-    stamps = [_epoch(m["received_at"]) for m in reminders]
-    per_pair = Counter((m["wa_id"], _opaque(m)[2]) for m in reminders)
+    reminders = [m for m in messages if opaque(m)[1:2] == ["payment_reminder"]]
+    stamps = [epoch(m["received_at"]) for m in reminders]
+    per_pair = Counter((m["wa_id"], opaque(m)[2]) for m in reminders)
     duplicated = sum(n - 1 for n in per_pair.values() if n > 1)
     sends = [r for r in requests if r["method"] == "POST" and r["path"].endswith("/messages")]
     accepted = [r["ts"] for r in sends if r["status"] == 200]
@@ -203,7 +265,13 @@ def run(work: Path, *, invoices: int = 5000, cap: int = 80, latency_ms: float = 
                          f"{ALERT_TIMEOUT_S:.0f} s")
     section.add(f"alerts not at the sandbox {ALERT_TIMEOUT_S:.0f} s after their webhook", late, "alerts", target=0,
                 note="their inbox rows stay 'received' until the trigger announces them again (redeliver_after)")
-    section.details = {"invoices": invoices, "cap": cap, "latency_ms": latency_ms, "state": state, "wall_s": wall,
+    for phase in PHASES:
+        alone_s, during_s = alone_phases[phase], during_phases[phase]
+        section.add(f"  alert phase p50: {phase}, alone / during", statistics.median(during_s) if during_s else 0.0,
+                    "s", note=f"alone {statistics.median(alone_s) if alone_s else 0.0:.1f} s; during p95 "
+                              f"{percentile(during_s, 95) if during_s else 0.0:.1f} s ({len(during_s)} events)")
+    section.details = {"load_average_1m": load, "alone_phases": alone_phases, "during_phases": during_phases,
+                       "invoices": invoices, "cap": cap, "latency_ms": latency_ms, "state": state, "wall_s": wall,
                        "sending_s": sending_s, "ledger": dict(statuses), "alone_s": alone, "during_s": during,
                        "refusals": refusals, "duplicated": duplicated,
                        "send_tasks": [{k: t.get(k) for k in ("map_index", "state", "try_number", "start_date",

@@ -28,6 +28,8 @@ In the repository: `docs/webhooks.md` (Zoho set-up, endpoint answers), `docs/sec
 
 from __future__ import annotations
 
+import os
+
 import pendulum
 from airflow.sdk import Asset, AssetWatcher, Param, dag, task
 
@@ -38,6 +40,9 @@ WEBHOOK_EVENTS = Asset(
     uri="zoho-books-webhooks://reminder_ledger_default/webhook_events",
     watchers=[AssetWatcher(name="zoho_books_webhook_inbox", trigger=WebhookInboxTrigger())],
 )
+# The Celery queue of the alert tasks, from the deployment (docker-compose.yaml sets "alerts", served by a
+# worker of its own); unset, Airflow's default queue, which every worker serves.
+ALERTS_QUEUE = {"queue": os.environ["ZOHO_WHATSAPP_ALERTS_QUEUE"]} if os.environ.get("ZOHO_WHATSAPP_ALERTS_QUEUE") else {}
 
 
 @dag(
@@ -57,6 +62,7 @@ WEBHOOK_EVENTS = Asset(
         "retry_delay": pendulum.duration(seconds=15),
         "retry_exponential_backoff": True,
         "max_retry_delay": pendulum.duration(minutes=5),
+        **ALERTS_QUEUE,
     },
     params={
         "event_ids": Param(
@@ -78,27 +84,30 @@ WEBHOOK_EVENTS = Asset(
 )
 def zoho_books_invoice_alerts() -> None:
     @task
-    def take_events(params=None, triggering_asset_events=None) -> list[dict]:  # noqa: ANN001
-        """The inbox events this run handles, named in the log and in XCom."""
-        from zoho_whatsapp.alerts import event_ids_from_asset_events, take_events
-
-        return take_events(
-            announced=event_ids_from_asset_events(triggering_asset_events),
-            requested=list(params.get("event_ids") or []),
-        )
-
-    @task(map_index_template="{{ alert_event }}", max_active_tis_per_dagrun=4)
-    def send_alert(event: dict, params=None, ti=None) -> dict:  # noqa: ANN001
-        """One event: read its records from Zoho, send through the ledger, mark the event handled."""
-        from airflow.sdk import get_current_context
-
-        from zoho_whatsapp.alerts import handle_event
+    def take_events(params=None, triggering_asset_events=None, ti=None) -> list[list[dict]]:  # noqa: ANN001
+        """The inbox events this run handles, named in the log and in XCom, in up to 4 groups."""
+        from zoho_whatsapp.alerts import MAX_PARALLEL_GROUPS, event_ids_from_asset_events, group_events, take_events
         from zoho_whatsapp.ledger import RunInfo
 
-        get_current_context()["alert_event"] = f"#{event['event_id']} {event['event_key']}"
-        return handle_event(event, run=RunInfo.of(ti), messages_per_second=float(params["messages_per_second"]),
-                            max_per_recipient_hour=int(params["max_alerts_per_recipient_per_hour"]),
-                            not_on_whatsapp_days=float(params["not_on_whatsapp_days"]))
+        return group_events(take_events(
+            announced=event_ids_from_asset_events(triggering_asset_events),
+            requested=list(params.get("event_ids") or []),
+            run=RunInfo.of(ti),
+        ), MAX_PARALLEL_GROUPS)
+
+    @task(map_index_template="{{ alert_event }}", max_active_tis_per_dagrun=4)
+    def send_alert(event: list[dict], params=None, ti=None) -> list[dict]:  # noqa: ANN001
+        """A group of events (one, unless a backlog built up), each: read its records from Zoho, send through
+        the ledger, mark it handled."""
+        from airflow.sdk import get_current_context
+
+        from zoho_whatsapp.alerts import group_name, handle_events
+        from zoho_whatsapp.ledger import RunInfo
+
+        get_current_context()["alert_event"] = group_name(event)
+        return handle_events(event, run=RunInfo.of(ti), messages_per_second=float(params["messages_per_second"]),
+                             max_per_recipient_hour=int(params["max_alerts_per_recipient_per_hour"]),
+                             not_on_whatsapp_days=float(params["not_on_whatsapp_days"]))
 
     send_alert.expand(event=take_events())
 

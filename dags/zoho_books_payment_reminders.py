@@ -18,7 +18,9 @@ say so. Runs you start (Trigger, backfill) do what their `dry_run` param says. A
 run's summary: Admin → Variables → `zoho_whatsapp_go_live` = `true` (or `airflow variables set
 zoho_whatsapp_go_live true`); clear today's run to send it now, or wait for tomorrow's 09:00.
 
-Connections: `zoho_books_default`, `whatsapp_default`, `reminder_ledger_default`.
+Connections: `zoho_books_default`, `whatsapp_default`, `reminder_ledger_default`. One such DAG per Zoho
+Books organization in `include/config/organizations.yaml` (its connection is named below); their send
+tasks share the pool `whatsapp_sends`, and so the WhatsApp number's rate (`docs/configuration.md`).
 
 In the repository: `README.md` (tasks and params), `docs/operations.md` (backfill, retry, audit),
 `docs/exactly-once.md`, `docs/configuration.md`, `docs/troubleshooting.md`.
@@ -27,18 +29,25 @@ In the repository: `README.md` (tasks and params), `docs/operations.md` (backfil
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, task
 
+from zoho_whatsapp.organizations import (
+    WHATSAPP_SENDS_POOL,
+    WHATSAPP_SENDS_SLOTS,
+    ZohoOrganization,
+    dag_per_organization,
+)
 from zoho_whatsapp.whatsapp.operator import WhatsAppOperator
 
-# Send tasks running at once across every run of this DAG (backfills included); each sends at
-# messages_per_second / MAX_PARALLEL_BATCHES, so together they never exceed the number's cap.
-MAX_PARALLEL_BATCHES = 4
+# Send tasks running at once across every run of every organization's DAG (backfills included: the
+# pool WHATSAPP_SENDS_POOL has this many slots); each sends at messages_per_second / MAX_PARALLEL_BATCHES,
+# so together they never exceed the WhatsApp number's cap.
+MAX_PARALLEL_BATCHES = WHATSAPP_SENDS_SLOTS
 MAX_WORKERS_PER_BATCH = 32  # requests in flight per task: its share of the rate x Meta's latency, with room
 MAX_BATCHES = 1000  # stays under Airflow's default max_map_length of 1024
 
 
-@dag(
+@dag_per_organization(
     dag_id="zoho_books_payment_reminders",
     schedule="0 9 * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Kolkata"),
@@ -63,8 +72,39 @@ MAX_BATCHES = 1000  # stays under Airflow's default max_map_length of 1024
             20, type="number", exclusiveMinimum=0, maximum=1000,
             description="Total send rate, shared by all send tasks of all runs (Meta allows 80/s per number by default).",
         ),
+        # The reminder policy (include/config/reminder_policy.yaml): empty keeps the file's value.
         "min_days_between_reminders": Param(
-            3, type="integer", minimum=0, description="Never remind an invoice again within this many days."
+            None, type=["null", "integer"], minimum=0,
+            description="Never message a customer again within this many IST days (policy file: 3).",
+        ),
+        "stages": Param(
+            None, type=["null", "array"],
+            description="Only these of the configured stages, e.g. [\"+7\", \"+30\"] (days from the due date).",
+        ),
+        "repeat_every_days": Param(
+            None, type=["null", "integer"], minimum=0,
+            description="After the last stage, remind again every N days while unpaid (0: never; policy file: 15).",
+        ),
+        "send_window_start": Param(None, type=["null", "string"], description="Messages go out from HH:MM IST (09:00)."),
+        "send_window_end": Param(None, type=["null", "string"], description="... until HH:MM IST (20:00)."),
+        "sundays_off": Param(None, type=["null", "boolean"], description="No messages on Sundays."),
+        "holiday_country": Param(
+            None, type=["null", "string"], description="No messages on this country's public holidays, e.g. IN."
+        ),
+        "holiday_subdivision": Param(None, type=["null", "string"], description="... and this state's, e.g. MH."),
+        "extra_holidays": Param(None, type=["null", "array"], description="Closed days, e.g. [\"2026-11-09\"]."),
+        "minimum_outstanding": Param(
+            None, type=["null", "number", "object"],
+            description="Skip invoices owing less (below_minimum): a number, or {\"default\": 1, \"INR\": 100}.",
+        ),
+        "reminders_custom_field": Param(
+            None, type=["null", "string"],
+            description="Invoice custom field that switches WhatsApp reminders off (\"\": none).",
+        ),
+        "portal_url": Param(None, type=["null", "string"], description="https:// link to the customer portal."),
+        "live_balance_after_minutes": Param(
+            None, type=["null", "integer"], minimum=0,
+            description="A send this long after the fetch re-reads the customer's balance first (15).",
         ),
         "resend_unknown": Param(
             False, type="boolean",
@@ -79,11 +119,9 @@ MAX_BATCHES = 1000  # stays under Airflow's default max_map_length of 1024
             description="A message still 'unknown' this long after its send, with no receipt from WhatsApp, "
             "needs a person to check it; the summary counts those apart.",
         ),
-        "template_name": Param("payment_reminder", type="string", description="Approved WhatsApp template name."),
-        "template_language": Param("en", type="string", description="Template language code."),
     },
 )
-def zoho_books_payment_reminders() -> None:
+def zoho_books_payment_reminders(books: ZohoOrganization) -> None:
     @task(multiple_outputs=False)
     def check_go_live(params=None, dag_run=None) -> dict:  # noqa: ANN001
         """Whether this run sends: scheduled runs are dry runs until the installation goes live."""
@@ -104,17 +142,19 @@ def zoho_books_payment_reminders() -> None:
         """Make sure a valid token is cached for the run, and resolve the organization."""
         from zoho_whatsapp.reminder_run import organization
 
-        return organization()
+        return organization(books.zoho_conn_id, organization_id=books.organization_id)
 
     @task(multiple_outputs=False)
-    def fetch_overdue_invoices(org: dict, logical_date=None, dag_run=None, ti=None) -> dict:  # noqa: ANN001
-        """Every overdue invoice with its customer's numbers, into the ledger for this date."""
+    def fetch_overdue_invoices(org: dict, logical_date=None, dag_run=None, ti=None, params=None) -> dict:  # noqa: ANN001
+        """Every overdue invoice, and those a pre-due stage needs, with their customers' numbers, into the
+        ledger for this date."""
         from zoho_whatsapp.reminder_run import fetch_into_ledger
 
         # A run triggered by hand from the UI or the REST API may have no logical date: it reminds for
         # the day it runs.
         when = logical_date or dag_run.run_after
-        return fetch_into_ledger(org, logical_date=when, dag_id=ti.dag_id, run_id=dag_run.run_id)
+        return fetch_into_ledger(org, logical_date=when, dag_id=ti.dag_id, run_id=dag_run.run_id,
+                                 zoho_conn_id=books.zoho_conn_id, params=dict(params))
 
     @task
     def plan_reminders(fetched: dict, params=None) -> list[dict]:  # noqa: ANN001
@@ -145,10 +185,11 @@ def zoho_books_payment_reminders() -> None:
         task_id="send_reminders",
         map_index_template="{{ task.batch_label }}",  # "batch 2/4 · 80 messages" in the grid, not "1"
         messages_per_second="{{ params.messages_per_second }}",
-        min_days_between_reminders="{{ params.min_days_between_reminders }}",
+        min_days_between_reminders=0,  # each batch carries the policy's customer cadence (BatchRef)
         dry_run="{{ ti.xcom_pull(task_ids='check_go_live')['dry_run'] }}",  # decided once, at the run's start
         max_workers=MAX_WORKERS_PER_BATCH,
         max_active_tis_per_dag=MAX_PARALLEL_BATCHES,
+        pool=WHATSAPP_SENDS_POOL,  # shared with the other organizations' DAGs: one WhatsApp number
         retries=3,
         retry_delay=pendulum.duration(seconds=30),
     ).expand(batch=batches)

@@ -43,6 +43,8 @@ def settings(home: Path, *, logging_level: str = "INFO") -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": logging_level,
+        # A rehearsal against the sandbox at 22:00 must not wait for 09:00 IST (tests of the window unset it).
+        "ZOHO_WHATSAPP_SEND_WINDOW": "always",
     }
 
 
@@ -124,6 +126,27 @@ def migrate_db(env: Mapping[str, str], *, log: IO[Any] | None = None, timeout: f
     if done.returncode != 0:
         tail = "" if log else "\n".join((done.stdout + done.stderr).splitlines()[-20:])
         raise RuntimeError(f"`airflow db migrate` failed in {env.get('AIRFLOW_HOME')} (exit {done.returncode})\n{tail}")
+    create_send_pool(env, log=log, timeout=timeout)
+
+
+def create_send_pool(env: Mapping[str, str], *, log: IO[Any] | None = None, timeout: float = 120) -> None:
+    """The Airflow pool every organization's WhatsApp send tasks share, as docker-compose.yaml's
+    airflow-init creates it: without it the scheduler never starts a send task."""
+    add_source_paths()
+    from zoho_whatsapp.organizations import (
+        WHATSAPP_SENDS_POOL,
+        WHATSAPP_SENDS_POOL_DESCRIPTION,
+        WHATSAPP_SENDS_SLOTS,
+    )
+
+    airflow = Path(sys.executable).with_name("airflow")
+    command = [str(airflow), "pools", "set", WHATSAPP_SENDS_POOL, str(WHATSAPP_SENDS_SLOTS),
+               WHATSAPP_SENDS_POOL_DESCRIPTION]
+    output: dict[str, Any] = {"stdout": log, "stderr": log} if log else {"capture_output": True, "text": True}
+    done = subprocess.run(command, env=dict(env), timeout=timeout, check=False, **output)
+    if done.returncode != 0:
+        tail = "" if log else "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+        raise RuntimeError(f"`airflow pools set {WHATSAPP_SENDS_POOL}` failed (exit {done.returncode})\n{tail}")
 
 
 def load_dag(dag_id: str) -> Any:

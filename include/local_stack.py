@@ -55,6 +55,8 @@ ADMIN = "admin"
 
 # The compose services this stack runs, in start order; the worker runs once per entry of ``workers``.
 SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker")
+# The worker only the alert DAG's Celery queue reaches (compose's concurrency): started once, after the others.
+ALERT_WORKER = "airflow-alert-worker"
 
 # -- the one place where the compose file's container values become local ones ------------------------------
 
@@ -171,8 +173,8 @@ def mounted_paths(home: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for volume in compose()["x-airflow-common"]["volumes"]:
         source, container = interpolate(volume, {}).split(":")[:2]
-        name = Path(container).name
-        out[container] = home / name if name in ("logs", "config") else REPO / source
+        own = container in ("/opt/airflow/logs", "/opt/airflow/config")  # not include/config: the checkout's
+        out[container] = home / Path(container).name if own else REPO / source
     return out
 
 
@@ -305,13 +307,15 @@ class Stack:
 
     ``workers``: Celery concurrency of each worker (two, as the issue asks: one can die while the other
     carries on). ``overrides``: more ``{setting: (value, reason)}`` for one use (tests shorten timeouts).
-    ``sandbox``: settings of the sandbox (``invoices``, ``whatsapp_latency_ms``, ...).
+    ``sandbox``: settings of the sandbox (``invoices``, ``whatsapp_latency_ms``, ...). ``start_timeout``: seconds
+    for the services to pass their health checks (a busy CI machine needs more than a laptop).
     """
 
     def __init__(self, *, workers: tuple[int, ...] = (4, 4), overrides: Mapping[str, tuple[str, str]] | None = None,
                  sandbox: Mapping[str, Any] | None = None, home: Path | None = None, keep: bool = False,
-                 log: IO[str] | None = None) -> None:
+                 log: IO[str] | None = None, start_timeout: float = 300) -> None:
         self.workers = tuple(workers)
+        self.start_timeout = start_timeout
         self.overrides = dict(overrides or {})
         self.sandbox_settings = {"invoices": 320, **(sandbox or {})}
         self.home = home or Path(tempfile.mkdtemp(prefix="zw-stack-"))
@@ -333,8 +337,10 @@ class Stack:
 
     def __enter__(self) -> Stack:
         try:
-            return self.start()
+            return self.start(timeout=self.start_timeout)
         except BaseException:
+            # the logs go with the stack's home: show their ends while they are there (CI keeps nothing else)
+            print(self.tails(), file=self.out, flush=True)
             self.stop()
             raise
 
@@ -364,6 +370,7 @@ class Stack:
             self._add(name)
         for number, concurrency in enumerate(self.workers, 1):
             self._add("airflow-worker", number=number, concurrency=concurrency)
+        self._add(ALERT_WORKER)
         for component in self.components.values():
             self.launch(component)
         self.wait_healthy(timeout=timeout)
@@ -419,11 +426,12 @@ class Stack:
         name, env = service, {}
         if service == "airflow-apiserver":
             command += ["--port", str(self.ports["api"])]
-        elif service == "airflow-worker":
-            name = f"airflow-worker-{number}"
+        elif service in ("airflow-worker", ALERT_WORKER):
+            name = f"airflow-worker-{number}" if service == "airflow-worker" else service
             env = {"HOSTNAME": name, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(local_airflow.free_port())}
-            command += ["--celery-hostname", f"celery@{name}", "--concurrency", str(concurrency),
-                        "--pid", str(self.home / f"{name}.pid")]
+            command += ["--celery-hostname", f"celery@{name}", "--pid", str(self.home / f"{name}.pid")]
+            if service == "airflow-worker":
+                command += ["--concurrency", str(concurrency)]
         component = Component(name, [str(BIN / "airflow"), *command], env)
         self.components[name] = component
         return component
@@ -445,7 +453,7 @@ class Stack:
         signal_groups(groups, sig)
         return groups
 
-    def restart(self, name: str, *, timeout: float = 180) -> None:
+    def restart(self, name: str, *, timeout: float = 300) -> None:
         """Stop ``name`` (SIGTERM, then SIGKILL after 30 s, as ``docker compose restart``), start it, wait healthy."""
         component = self.components[name]
         if component.alive and component.proc is not None:
@@ -483,7 +491,12 @@ class Stack:
                     raise RuntimeError(f"{name} exited ({component.proc.returncode if component.proc else '-'}); "
                                        f"see {component.log_path}:\n{self.log_tail(name)}")
                 env = {**self.env, **component.env}
-                if subprocess.run(self.healthcheck(name), env=env, capture_output=True, timeout=120).returncode == 0:
+                try:  # a check that cannot finish in time (a busy machine: it imports Airflow) is a "not yet"
+                    check = subprocess.run(self.healthcheck(name), env=env, capture_output=True,
+                                           timeout=max(30.0, min(120.0, deadline - time.monotonic())))
+                except subprocess.TimeoutExpired:
+                    continue
+                if check.returncode == 0:
                     pending.discard(name)
             if pending and time.monotonic() > deadline:
                 raise TimeoutError(f"not healthy after {timeout:.0f}s: {', '.join(sorted(pending))}")
@@ -495,6 +508,22 @@ class Stack:
         if path is None or not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def tails(self, lines: int = 40, task_logs: int = 3) -> str:
+        """The last ``lines`` of every component's log and of the ``task_logs`` newest task logs: what a
+        failure report shows, since the stack's home (and so every log) is removed when it stops."""
+        out = []
+        for name, component in self.components.items():
+            state = "running" if component.alive else (
+                f"exited {component.proc.returncode}" if component.proc else "not started")
+            out.append(f"===== {name} ({state}): {component.log_path} =====\n{self.log_tail(name, lines)}")
+        logs = self.home / "logs"
+        newest = sorted((p for p in logs.glob("dag_id=*/**/*.log") if p.is_file()) if logs.exists() else [],
+                        key=lambda p: p.stat().st_mtime)[-task_logs:]
+        for path in newest:
+            text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            out.append(f"===== task log {path.relative_to(logs)} =====\n{text}")
+        return "\n".join(out)
 
     def _wait_for_dags(self, dag_ids: tuple[str, ...], timeout: float) -> None:
         for dag_id in dag_ids:

@@ -8,7 +8,7 @@ For every mutation point of a target module (``<`` <-> ``<=``, ``>`` <-> ``>=``,
 The working tree is never modified (other people may be running tests from it): each test run
 loads the mutated source in place of the real file through an import hook, in a subprocess.
 
-    .venv/bin/python scripts/mutation_check.py                       # the policy rules, their tests
+    .venv/bin/python scripts/mutation_check.py                       # the policy rules and the ledger's claim
     .venv/bin/python scripts/mutation_check.py plugins/zoho_whatsapp/ledger/ledger.py:claim \\
         --tests tests/ledger/test_ledger.py --conftest               # one function, with conftest.py
 
@@ -33,13 +33,26 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = "plugins/zoho_whatsapp/rules"
+LEDGER = "plugins/zoho_whatsapp/ledger/ledger.py"
+LEDGER_TESTS = ("tests/ledger/test_message_groups.py", "tests/ledger/test_ledger.py", "-k", "sqlite")
 DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
     f"{RULES}/stages.py": ("tests/rules/test_stages.py",),
     f"{RULES}/eligibility.py": ("tests/rules/test_eligibility.py",),
     f"{RULES}/window.py": ("tests/rules/test_window.py",),
     f"{RULES}/statement.py": ("tests/rules/test_statement.py",),
     f"{RULES}/policy.py": ("tests/rules/test_policy.py", "tests/rules/test_stages.py"),
+    f"{RULES}/collections.py": ("tests/rules/test_collections.py",),
+    f"{RULES}/reminders.py": ("tests/rules/test_collections.py",),
+    # The ledger's claim of a message (all its rows or none; suppression, the customer cadence and the
+    # recipient cap checked once) and what planning reads of it; on SQLite, with the tests' conftest.py.
+    f"{LEDGER}:claim": LEDGER_TESTS,
+    f"{LEDGER}:_cadence": LEDGER_TESTS,
+    f"{LEDGER}:_group": LEDGER_TESTS,
+    f"{LEDGER}:_is_lead": LEDGER_TESTS,
+    f"{LEDGER}:customers_messaged": LEDGER_TESTS,
+    f"{LEDGER}:stages_reached": LEDGER_TESTS,
 }
+NEEDS_CONFTEST = {spec for spec in DEFAULT_TARGETS if spec.startswith(LEDGER)}
 PRAGMA = "pragma: no mutate"
 SWAPS: dict[type, type] = {
     ast.Lt: ast.LtE,
@@ -240,10 +253,10 @@ def main(argv: list[str] | None = None) -> int:
             for m in mutants((REPO / path).read_text(encoding="utf-8"), spec.partition(":")[2] or None):
                 print(f"{path}:{m.line}: {m.description}")
             continue
-        tests = args.tests or list(DEFAULT_TARGETS.get(path, ()))
+        tests = args.tests or list(DEFAULT_TARGETS.get(spec) or DEFAULT_TARGETS.get(path, ()))
         if not tests:
             parser.error(f"{spec}: no default tests; pass --tests")
-        tried, survivors = check_target(spec, tests, args.jobs, args.conftest, args.timeout)
+        tried, survivors = check_target(spec, tests, args.jobs, args.conftest or spec in NEEDS_CONFTEST, args.timeout)
         total += tried
         killed += tried - len(survivors)
         all_survivors += survivors

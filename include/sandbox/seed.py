@@ -181,6 +181,10 @@ def make_organization(org_id: str, name: str, *, default: bool) -> dict[str, Any
     }
 
 
+# Zoho's ids are unique across organizations: another organization's are this far from the main one's.
+ORG_ID_STRIDE = 10**7
+
+
 def second_org_id(seed: int, index: int) -> str:
     rng = random.Random(f"org:{seed}:{index}")
     return str(60000000000 + rng.randrange(10**9))
@@ -219,14 +223,16 @@ class _Names:
         return name
 
 
-def build(seed: int, invoices: int, today: date, org_id: str) -> dict[str, Any]:
-    """Build contacts, invoices and payments for the main organization.
+def build(seed: int, invoices: int, today: date, org_id: str, *, index: int = 0) -> dict[str, Any]:
+    """Build contacts, invoices and payments for the organization ``index`` (0: the main one).
 
     ``invoices`` is the number of invoices with status ``overdue`` (what the overdue listing
     returns, without its duplicated row).  Besides those the ledger holds paid invoices, sent
     invoices not yet due (one due today), drafts, and a few customers without overdue invoices.
+    Another organization's data is drawn apart (its own customers, numbers and ids; invoice
+    numbers start at INV-000001 again, as each Zoho organization numbers its own).
     """
-    rng = random.Random(f"data:{seed}")
+    rng = random.Random(f"data:{seed}" if not index else f"data:{seed}:org{index}")
     n_overdue = max(0, int(invoices))
     n_cust = max(1, min(n_overdue, round(n_overdue / 2.5))) if n_overdue else 1
     n_extra_cust = max(2, n_cust // 20)
@@ -241,7 +247,7 @@ def build(seed: int, invoices: int, today: date, org_id: str) -> dict[str, Any]:
         if m not in seen:
             seen.add(m)
             mobiles.append(m)
-    if n_cust >= 2:
+    if n_cust >= 2 and not index:
         mobiles[1] = "9820012345"  # "Priya Textiles", as in the integration guide
 
     specials: dict[int, tuple[str, str]] = {}
@@ -258,9 +264,9 @@ def build(seed: int, invoices: int, today: date, org_id: str) -> dict[str, Any]:
     shared_with = mobiles[0]
 
     contacts: list[dict[str, Any]] = []
-    base_id = 982000000010000
+    base_id = 982000000010000 + index * ORG_ID_STRIDE
     for i in range(total_cust):
-        preferred = {0: "Rajesh Enterprises", 1: "Priya Textiles"}.get(i)
+        preferred = {0: "Rajesh Enterprises", 1: "Priya Textiles"}.get(i) if not index else None
         name = names.take(preferred)
         city, state, state_code, pin = rng.choice(_CITIES)
         pfirst, plast = rng.choice(_PEOPLE_FIRST), rng.choice(_PEOPLE_LAST)
@@ -429,10 +435,10 @@ def build(seed: int, invoices: int, today: date, org_id: str) -> dict[str, Any]:
         add(cust, "draft", today + timedelta(days=rng.randrange(5, 45)), cust["payment_terms"])
 
     raw.sort(key=lambda r: (r["date"], r["customer_id"]))
-    inv_base = 982000000500000
+    inv_base = 982000000500000 + index * ORG_ID_STRIDE
     invoices_out: list[dict[str, Any]] = []
     payments: list[dict[str, Any]] = []
-    pay_base = 982000000900000
+    pay_base = 982000000900000 + index * ORG_ID_STRIDE
     for n, r in enumerate(raw, start=1):
         created = _stamp(r["date"], rng)
         inv_id = str(inv_base + n * 3)

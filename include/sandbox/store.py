@@ -46,7 +46,10 @@ FILTER_LABEL = {
     "viewed": "Status.Viewed",
 }
 INVOICE_SORT = ("due_date", "date", "invoice_number", "customer_name", "total", "balance", "created_time")
-CONTACT_FILTERS = ("Status.All", "Status.Active", "Status.Inactive", "Invoice.OverDue", "Status.Customers")
+CONTACT_FILTERS = ("Status.All", "Status.Active", "Status.Inactive", "Invoice.OverDue", "Invoice.Unpaid",
+                   "Status.Customers")
+# filter_by=Invoice.X -> the invoice statuses that put a customer in the listing (balance > 0)
+CONTACT_INVOICE_FILTERS = {"Invoice.OverDue": {"overdue"}, "Invoice.Unpaid": INVOICE_STATUS_FILTERS["unpaid"]}
 CONTACT_SORT = (
     "contact_name",
     "customer_name",
@@ -110,8 +113,8 @@ class Store:
         self.version = 0
         self._cache: dict[Any, Any] = {}
         self._next_invoice_seq = len(self.invoices) + 1
-        for _ in range(1, organizations):
-            self.add_organization()
+        for _ in range(1, organizations):  # one Zoho login, several businesses: each with data of its own
+            self.add_organization(invoices=invoices)
 
     # ------------------------------------------------------------------ organizations
     def org(self, org_id: str) -> dict[str, Any] | None:
@@ -121,12 +124,21 @@ class Store:
                     return org
         return None
 
-    def add_organization(self, name: str | None = None) -> dict[str, Any]:
+    def add_organization(self, name: str | None = None, *, invoices: int = 0) -> dict[str, Any]:
+        """Another organization of the same Zoho login; with ``invoices``, seeded with that many overdue
+        invoices of its own customers (ids, names and numbers apart from every other organization's)."""
         with self.lock:
             index = len(self.organizations)
             org_id = seed.second_org_id(self.seed, index)
             org = seed.make_organization(org_id, name or f"Sharma Traders Exports {index + 1}", default=False)
             self.organizations.append(org)
+            if invoices:
+                data = seed.build(self.seed, invoices, self.today, org_id, index=index)
+                self.contacts.update((c["contact_id"], c) for c in data["contacts"])
+                self.invoices.update((i["invoice_id"], i) for i in data["invoices"])
+                self.payments.update((p["payment_id"], p) for p in data["payments"])
+                for inv in data["invoices"]:
+                    self.by_customer.setdefault(inv["customer_id"], []).append(inv["invoice_id"])
             self._bump()
             return dict(org)
 
@@ -448,11 +460,12 @@ class Store:
             rows = self._cache.get(key)
             if rows is None:
                 overdue_ids = None
-                if match == "Invoice.OverDue":
+                if match in CONTACT_INVOICE_FILTERS:
+                    statuses = CONTACT_INVOICE_FILTERS[match]
                     overdue_ids = {
                         inv["customer_id"]
                         for inv in self.invoices.values()
-                        if inv["_org"] == org_id and inv["status"] == "overdue" and inv["balance"] > 0
+                        if inv["_org"] == org_id and inv["status"] in statuses and inv["balance"] > 0
                     }
                 rows = []
                 for c in self.contacts.values():

@@ -251,9 +251,10 @@ class ZohoBooks:
         except QueryError as exc:
             return Reply(400, {"code": 2, "message": str(exc)})
         view = records
-        if duplicate and applied == "Status.OverDue" and len(records) > per_page \
+        if duplicate and applied in ("Status.OverDue", "Status.Unpaid") and len(records) > per_page \
                 and self.faults.get("zoho_duplicate_overdue_row"):
-            # Zoho has been seen listing one invoice twice across a page boundary.
+            # Zoho has been seen listing one invoice twice across a page boundary (a paging artefact,
+            # so the unpaid listing the pre-due stages read shows it too).
             view = records[:per_page] + [records[per_page - 1]] + records[per_page:]
         start = (page - 1) * per_page
         chunk = view[start:start + per_page]

@@ -21,14 +21,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from typing import Any
 
+import sqlalchemy as sa
 from airflow.sdk.exceptions import AirflowFailException
 
 from zoho_whatsapp import pipeline
 from zoho_whatsapp.ledger import RecipientCap, RunInfo, SendKey
 from zoho_whatsapp.ledger.ledger import DEFAULT_CONN_ID, DEFAULT_NOT_ON_WHATSAPP_DAYS
+from zoho_whatsapp.ledger.schema import webhook_events
 from zoho_whatsapp.rules import alerts as rules
 from zoho_whatsapp.rules.templates import load_templates
-from zoho_whatsapp.webhooks.inbox import HANDLED, WebhookInbox
+from zoho_whatsapp.webhooks.inbox import HANDLED, RECEIVED, WebhookInbox
 from zoho_whatsapp.webhooks.payloads import AlertEvent
 from zoho_whatsapp.zoho import Organization, ZohoBooksHook
 from zoho_whatsapp.zoho.errors import ZohoNotFound
@@ -36,6 +38,7 @@ from zoho_whatsapp.zoho.errors import ZohoNotFound
 log = logging.getLogger(__name__)
 
 MAX_PENDING_PER_RUN = 500
+MAX_PARALLEL_GROUPS = 4  # send_alert tasks of one run: its max_active_tis_per_dagrun
 
 
 def event_ids_from_asset_events(triggering_asset_events: Mapping[Any, Iterable[Any]] | None) -> list[int]:
@@ -55,15 +58,23 @@ def take_events(
     *,
     announced: list[int],
     requested: list[int] | None = None,
+    run: RunInfo | None = None,
     ledger_conn_id: str = DEFAULT_CONN_ID,
     zoho_conn_id: str = ZohoBooksHook.default_conn_name,
 ) -> list[dict[str, Any]]:
     """Which inbox events this run handles: those its asset events announced, else ``requested``,
     else (a run started by hand) every event still pending. Returns small references for XCom,
-    each with the connected organization, resolved once for the run."""
+    each with the connected organization, resolved once for the run.
+
+    A run started by asset events (``run`` given) also takes every pending event that no run has taken
+    yet (:func:`_take_untaken`): an event the scheduler left out of every run is handled by the next
+    run instead of waiting for its re-announcement, and a backlog is handled by the first run to start.
+    """
     inbox = WebhookInbox.from_connection(ledger_conn_id)
     try:
-        if announced:
+        if announced and run is not None:
+            source, rows = "asset events and untaken pending events", _take_untaken(inbox, announced, run)
+        elif announced:
             source, rows = "asset events", inbox.get(announced)
             missing = sorted(set(announced) - {r["id"] for r in rows})
             if missing:
@@ -85,6 +96,70 @@ def take_events(
         return []
     org = asdict(ZohoBooksHook(zoho_conn_id).get_organization())
     return [{"event_id": r["id"], "event_key": r["event_key"], "kind": r["kind"], "organization": org} for r in rows]
+
+
+def _take_untaken(inbox: WebhookInbox, announced: list[int], run: RunInfo) -> list[dict[str, Any]]:
+    """Stamp ``run`` on every pending event no run has taken, and on a re-announced one it was announced.
+
+    Why: Airflow keeps one ``asset_dag_run_queue`` row per asset and DAG. An asset event registered while
+    the scheduler is creating a run from that row finds the row there (nothing is queued), is not in the
+    run (its timestamp is after the row's), and the row is then deleted: no run names the event, which
+    would wait ``redeliver_after`` (600 s) for its re-announcement. It is in the inbox before that run
+    starts, though, and nobody has taken it: this run takes it. The stamp (the ``run_id`` column, which
+    the handling run overwrites) is a conditional update, so two runs never both take an untaken event:
+    under a backlog the first run takes it all and the runs started for the other events find them taken
+    (no work twice). A re-announced event (its first run failed) is taken again by the run it was
+    announced to. Two runs handling one event would still send once: the ledger's claim decides.
+    """
+    table = webhook_events
+    reannounced = sa.and_(table.c.id.in_(announced), table.c.announcements > 1)
+    mine = sa.or_(table.c.run_id.is_(None), table.c.run_id == run.run_id, reannounced)  # run_id: a retry's own
+    taken: list[int] = []
+    with inbox.engine.connect() as conn:
+        candidates = conn.execute(sa.select(table.c.id).where(table.c.status == RECEIVED, mine)
+                                  .order_by(table.c.id).limit(MAX_PENDING_PER_RUN)).scalars().all()
+    with inbox.engine.begin() as conn:  # a write transaction from its start (see WebhookInbox.announce)
+        for event_id in candidates:
+            stamped = conn.execute(table.update().where(table.c.id == event_id, table.c.status == RECEIVED, mine)
+                                   .values(dag_id=run.dag_id, run_id=run.run_id)).rowcount
+            if stamped == 1:
+                taken.append(event_id)
+    others = sorted(set(taken) - set(announced))
+    if others:
+        log.info("also taking pending event(s) no run had taken: %s", others)
+    return inbox.get(taken)
+
+
+def group_events(refs: list[dict[str, Any]], groups: int) -> list[list[dict[str, Any]]]:
+    """``refs`` dealt into at most ``groups`` groups, oldest first in each: one task per group.
+
+    Why: each Airflow task costs seconds of a worker's time before it does anything, so under a backlog
+    (a reminder run keeping the workers busy, a burst of webhooks) one task per event would build the queue
+    it is meant to drain. One event makes one group, so an alert alone is still one task, named after it.
+    """
+    count = min(len(refs), max(1, groups))
+    return [refs[i::count] for i in range(count)]
+
+
+def group_name(refs: list[dict[str, Any]]) -> str:
+    """How the Airflow UI names a group's task: its first event, and how many more."""
+    first = f"#{refs[0]['event_id']} {refs[0]['event_key']}" if refs else "no event"
+    return first + (f" (+{len(refs) - 1} more)" if len(refs) > 1 else "")
+
+
+def handle_events(refs: list[dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`handle_event` for each event of a group; one event's error is raised after the others were
+    handled (a retry then finds those handled and does nothing for them)."""
+    outcomes, errors = [], []
+    for ref in refs:
+        try:
+            outcomes.append(handle_event(ref, **kwargs))
+        except Exception as exc:
+            log.error("webhook event #%s: %s", ref.get("event_id"), exc)
+            errors.append(exc)
+    if errors:  # a retry helps the events that can still be sent: prefer an error Airflow retries
+        raise next((e for e in errors if not isinstance(e, AirflowFailException)), errors[0])
+    return outcomes
 
 
 class _Zoho:
@@ -172,7 +247,9 @@ def handle_event(
             recipient_cap=RecipientCap(max_per_recipient_hour, rules.ALERT_KINDS),
             not_on_whatsapp_days=not_on_whatsapp_days,
         )
-        summary.update(occasion=occasion, **tally, messages=_report(inbox, key), zoho_api_calls=hook.api_calls)
+        # "messages": each message's fate (the inbox outcome's list), in place of the tally's counts by status
+        summary.update({**tally, "occasion": occasion, "messages": _report(inbox, key),
+                        "zoho_api_calls": hook.api_calls})
         if tally["open"]:
             log.warning("webhook event #%s: %d message(s) are still being sent by another run; it will mark "
                         "the event handled", row["id"], tally["open"])

@@ -37,7 +37,9 @@ TABLE_COLUMNS = (
     "at_ist", "kind", "occasion", "invoice_number", "customer_name", "phone_masked", "status", "reason",
     "error_code", "attempts",
 )
-COLUMNS = ("ledger_id", *TABLE_COLUMNS, "run_id")
+# message_id: the ledger_id of the message that carried the invoice (a customer's statement carries
+# several); stage: the reminder stage it reached with it (days from the due date).
+COLUMNS = ("ledger_id", *TABLE_COLUMNS, "run_id", "message_id", "stage")
 STATUSES = ("fetched", "planned", "sending", "sent", "skipped", "failed", "unknown")
 # OWASP, "CSV Injection": a spreadsheet runs a cell starting with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -50,7 +52,8 @@ def audit_rows(ledger: SendLedger, start: date | None, end: date | None, status:
     query = sa.select(
         messages.c.id.label("ledger_id"), _AT.label("at"), messages.c.kind, messages.c.occasion,
         messages.c.invoice_number, messages.c.customer_name, messages.c.phone_masked, messages.c.status,
-        messages.c.reason, messages.c.error_code, messages.c.attempts, messages.c.run_id,
+        messages.c.reason, messages.c.error_code, messages.c.attempts, messages.c.run_id, messages.c.message_id,
+        messages.c.stage,
     ).order_by(_AT, messages.c.id)
     if start:
         query = query.where(_AT >= _ist_midnight(start))

@@ -19,7 +19,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from zoho_whatsapp.ledger import RecipientCap, RunInfo, SendKey, SendLedger
@@ -81,6 +81,17 @@ def plan(
     return skipped
 
 
+def store_plans(ledger: SendLedger, plans: list[dict[str, Any]], skips: list[dict[str, Any]],
+                not_on_whatsapp_days: float, *, chunk_size: int = 1000) -> Counter[str]:
+    """Record decisions made all at once (:meth:`SendLedger.plan_many`'s items), ``chunk_size`` rows a
+    transaction; plans to suppressed numbers become skips. Returns the skips by reason."""
+    skipped: Counter[str] = Counter(s["reason"] for s in skips)
+    for start in range(0, max(len(plans), len(skips)), chunk_size):
+        _store_plans(ledger, plans[start:start + chunk_size], skips[start:start + chunk_size], skipped,
+                     not_on_whatsapp_days)
+    return skipped
+
+
 def _store_plans(ledger: SendLedger, plans: list[dict[str, Any]], skips: list[dict[str, Any]],
                  skipped: Counter[str], not_on_whatsapp_days: float) -> None:
     """Record a chunk of decisions, turning the plans to suppressed numbers into skips."""
@@ -105,6 +116,7 @@ def batch(
     max_batches: int = MAX_BATCHES,
     parallel: int = 1,
     not_on_whatsapp_days: float = DEFAULT_NOT_ON_WHATSAPP_DAYS,
+    send_policy: Mapping[str, Any] | None = None,
 ) -> list[BatchRef]:
     """Cut ``key``'s planned messages into batches; returns where each batch is, for the send tasks.
 
@@ -112,7 +124,8 @@ def batch(
     equal size, and each batch sends at ``1/parallel`` of the rate: together they use the whole
     rate from the first wave to the last, and never more than it, whichever batches of whichever
     runs happen to overlap. Each reference carries ``not_on_whatsapp_days``, the window planning
-    used, for its claims.
+    used, for its claims, and ``send_policy`` (see :class:`BatchRef`). A message carrying several
+    invoices counts once.
     """
     planned = ledger.planned_recipients(key)
     size = batch_size_for(len(planned), batch_size, max_batches, parallel)
@@ -121,7 +134,8 @@ def batch(
     numbers = assign_batches(planned, size)
     ledger.store_batches(numbers)
     sizes = Counter(numbers.values())
-    refs = [BatchRef(key, n, max(1, parallel), sizes[n], len(sizes), not_on_whatsapp_days=not_on_whatsapp_days)
+    refs = [BatchRef(key, n, max(1, parallel), sizes[n], len(sizes), not_on_whatsapp_days=not_on_whatsapp_days,
+                     **dict(send_policy or {}))
             for n in sorted(sizes)]
     log.info("%s %s: %d message(s) planned, in %d batch(es) of up to %d", key.kind, key.occasion, len(planned),
              len(refs), size)
@@ -139,8 +153,11 @@ def send_batch(
     min_days_between: int = 0,
     recipient_cap: RecipientCap | None = None,
     dry_run: bool = False,
+    stop_at: datetime | None = None,
 ) -> BatchResult:
-    """Claim, send and settle the planned rows of one batch, at its share of ``messages_per_second``."""
+    """Claim, send and settle the planned rows of one batch, at its share of ``messages_per_second``.
+
+    From ``stop_at`` on (the send window's close) nothing more is claimed: the rest stays planned."""
     sender = BatchSender(
         WhatsAppHook(whatsapp_conn_id, pool_size=max_workers),
         ledger,
@@ -151,8 +168,16 @@ def send_batch(
         min_days_between=min_days_between,
         recipient_cap=recipient_cap,
         dry_run=dry_run,
+        before_claim=None if dry_run else _live_balance(ledger, ref),
     )
-    return sender.send(ref)
+    return sender.send(ref, stop_at=stop_at)
+
+
+def _live_balance(ledger: SendLedger, ref: BatchRef) -> Callable[[dict[str, Any]], dict[str, Any] | None] | None:
+    # A reminder sent late (a retry, a deferred window, a cleared batch) re-reads the balance first.
+    from zoho_whatsapp.reminder_run import live_balance_check  # it builds on this module
+
+    return live_balance_check(ledger, ref)
 
 
 def tally(
@@ -192,6 +217,10 @@ def _counts(account: Mapping[str, Any]) -> dict[str, Any]:
         "open": sum(by_status.get(status, 0) for status in OPEN),
         "skipped_by_reason": account["skipped_by_reason"],
         "failed_by_code": account["failed_by_code"],
+        # Messages, as the customers receive them: a statement of several invoices is one.
+        "messages": {status: account["messages_by_status"].get(status, 0)
+                     for status in ("sent", "failed", "unknown", "planned")},
+        "sent_by_stage": account["sent_by_stage"],
     }
 
 

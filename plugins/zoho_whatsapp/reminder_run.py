@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import asdict
-from datetime import datetime, timedelta
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from typing import Any
 
@@ -19,18 +21,16 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from zoho_whatsapp import pipeline
 from zoho_whatsapp.ledger import RunInfo, SendKey, SendLedger
-from zoho_whatsapp.ledger.delivery import DEFAULT_UNKNOWN_AFTER
-from zoho_whatsapp.ledger.ledger import DEFAULT_NOT_ON_WHATSAPP_DAYS, IST, OPEN
+from zoho_whatsapp.ledger.delivery import DEFAULT_UNKNOWN_AFTER, suppressed_recipients, suppression_detail
+from zoho_whatsapp.ledger.ledger import DEFAULT_NOT_ON_WHATSAPP_DAYS, IST, OPEN, ist_day
+from zoho_whatsapp.rules.collections import DayPlan, plan_day
 from zoho_whatsapp.rules.messages import Skip
 from zoho_whatsapp.rules.money import parse_amount
-from zoho_whatsapp.rules.reminders import (
-    REMINDER_KIND,
-    InvalidInvoice,
-    OverdueInvoice,
-    ReminderPolicy,
-    overdue_record,
-    plan_reminder,
-)
+from zoho_whatsapp.rules.phone import mask_phone
+from zoho_whatsapp.rules.policy import OVERRIDABLE, CollectionsPolicy, PolicyError, load_policy
+from zoho_whatsapp.rules.reminders import REMINDER_KIND, OverdueInvoice, overdue_record
+from zoho_whatsapp.rules.stages import StageWait, decide_stage, upcoming_due_dates
+from zoho_whatsapp.rules.statement import build_customer_message
 from zoho_whatsapp.rules.templates import load_templates
 from zoho_whatsapp.zoho import Organization, ZohoBooksHook
 from zoho_whatsapp.zoho.contacts import contact_numbers
@@ -50,9 +50,17 @@ def run_key(fetched: dict[str, Any]) -> SendKey:
     return SendKey(fetched["organization_id"], REMINDER_KIND, fetched["occasion"])
 
 
-def organization(zoho_conn_id: str = ZohoBooksHook.default_conn_name) -> dict[str, Any]:
-    """Make sure a token valid for the whole run is cached, and resolve the organization."""
+def organization(
+    zoho_conn_id: str = ZohoBooksHook.default_conn_name, *, organization_id: str | None = None
+) -> dict[str, Any]:
+    """Make sure a token valid for the whole run is cached, and resolve the organization.
+
+    ``organization_id`` picks one organization of the connection's Zoho login (several
+    organizations' DAGs then share the connection and its cached token); ``None``: the connection's.
+    """
     hook = ZohoBooksHook(zoho_conn_id)
+    if organization_id:
+        hook.settings = replace(hook.settings, organization_id=organization_id)
     hook.get_access_token(min_validity=30 * 60)
     return asdict(hook.get_organization())
 
@@ -65,8 +73,14 @@ def fetch_into_ledger(
     run_id: str,
     zoho_conn_id: str = ZohoBooksHook.default_conn_name,
     ledger_conn_id: str = LEDGER_CONN_ID,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fetch every overdue invoice and its customer's numbers; record them for this date.
+    """Fetch every overdue invoice, those a pre-due stage needs, and their customers' numbers; record
+    them for this date.
+
+    Three listings, each paginated 200 rows a call: ``status=overdue``; ``status=unpaid`` due from
+    the reminder date to the earliest pre-due stage's day (:func:`upcoming_due_dates`; none when
+    the policy has no stage before the day after the due date); the customers with unpaid invoices.
 
     The listing is spooled to a temporary file page by page, not held in memory (50,000 invoices
     are ~110 MB as Python dicts), and only then written to the ledger in one transaction: the
@@ -77,24 +91,43 @@ def fetch_into_ledger(
     hook = ZohoBooksHook(zoho_conn_id)
     hook.use_organization(Organization(**org))
     key = SendKey(org["organization_id"], REMINDER_KIND, reminder_date(logical_date))
-    # One paginated pass over the customers with overdue invoices, kept as just the numbers.
-    numbers = {cid: contact_numbers(c) for cid, c in hook.list_overdue_contacts().items()}
+    fetched_at = datetime.now(UTC)
+    upcoming = _upcoming_range(params or {}, date.fromisoformat(key.occasion))
+    # One paginated pass over the customers with unpaid invoices, kept as just the numbers (and the
+    # reminders switch, where the listing carries it).
+    contacts = hook.list_unpaid_contacts() if upcoming else hook.list_overdue_contacts()
+    numbers = {cid: contact_numbers(c) for cid, c in contacts.items()}
+    switches = {cid: {"payment_reminder_enabled": c["payment_reminder_enabled"]} for cid, c in contacts.items()
+                if c.get("payment_reminder_enabled") is not None}
+    del contacts
     missing: set[str] = set()
-    listed = 0
+    listed = overdue = 0
+    listings = [hook.iter_overdue_invoices()]
+    if upcoming:
+        listings.append(hook.iter_invoices_due_between(*upcoming))
+    seen_ids: set[str] = set()
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-        for inv in hook.iter_overdue_invoices():
-            listed += 1
-            if _needs_contact_lookup(inv, numbers):
-                missing.add(str(inv.get("customer_id")))
-            spool.write(json.dumps(inv, default=str, ensure_ascii=False) + "\n")
-        log.info("Zoho lists %d overdue invoice(s) for organization %s", listed, key.organization_id)
+        for number, listing in enumerate(listings):
+            for inv in listing:
+                if str(inv.get("invoice_id")) in seen_ids:  # an invoice that turned overdue between the two listings
+                    continue
+                seen_ids.add(str(inv.get("invoice_id")))
+                listed += 1
+                overdue += number == 0
+                if _needs_contact_lookup(inv, numbers):
+                    missing.add(str(inv.get("customer_id")))
+                spool.write(json.dumps(inv, default=str, ensure_ascii=False) + "\n")
+        del seen_ids
+        log.info("Zoho lists %d overdue invoice(s) and %d due %s for organization %s", overdue, listed - overdue,
+                 f"from {upcoming[0]} to {upcoming[1]}" if upcoming else "soon (no pre-due stage)", key.organization_id)
         for customer_id in sorted(missing):  # rare: a contact the Invoice.OverDue filter did not return
             numbers[customer_id] = hook.get_contact_numbers(customer_id)
         if missing:
             log.info("looked up %d contact(s) missing from the overdue-contacts listing one by one", len(missing))
         spool.seek(0)
         records = (
-            overdue_record(inv, numbers.get(str(inv.get("customer_id")), ()), org["country_code"])
+            overdue_record(inv, numbers.get(str(inv.get("customer_id")), ()), org["country_code"],
+                           switches.get(str(inv.get("customer_id"))))
             for inv in map(json.loads, spool)
         )
         seen, retired = ledger.record_fetched(key, records, RunInfo(dag_id=dag_id, run_id=run_id))
@@ -102,17 +135,31 @@ def fetch_into_ledger(
         log.info("%d invoice(s) planned earlier for %s are no longer overdue: skipped", retired, key.occasion)
     ledger.dispose()
     log.info(
-        "recorded %d overdue invoice(s) for %s using %d Zoho API call(s) and %d token request(s)",
+        "recorded %d invoice(s) for %s using %d Zoho API call(s) and %d token request(s)",
         seen, key.occasion, hook.api_calls, hook.token_requests,
     )
     return {
         **org,
         "occasion": key.occasion,
-        "overdue_invoices": seen,
+        "overdue_invoices": overdue,
+        "upcoming_invoices": seen - overdue,
+        "invoices": seen,
+        "fetched_at": fetched_at.isoformat(),
+        "zoho_conn_id": zoho_conn_id,
         "retired": retired,
         "zoho_api_calls": hook.api_calls,
         "zoho_token_requests": hook.token_requests,
     }
+
+
+def _upcoming_range(params: dict[str, Any], today: date) -> tuple[date, date] | None:
+    """The due dates a pre-due stage needs listed; a policy that cannot be read lists none here
+    (``plan_reminders`` fails on it, naming the field)."""
+    try:
+        return upcoming_due_dates(load_policy(overrides=params), today)
+    except PolicyError as exc:
+        log.warning("reminder policy: %s; listing overdue invoices only", exc)
+        return None
 
 
 def _needs_contact_lookup(invoice: dict[str, Any], numbers: dict[str, Any]) -> bool:
@@ -126,6 +173,20 @@ def _needs_contact_lookup(invoice: dict[str, Any], numbers: dict[str, Any]) -> b
         return False
 
 
+def reminder_policy(params: dict[str, Any]) -> CollectionsPolicy:
+    """The policy file with this run's params applied; a bad value fails the task naming the field."""
+    for retired in ("template_name", "template_language"):
+        if params.get(retired):
+            log.warning("param %s is no longer used: each stage's templates are named in the reminder policy "
+                        "(include/config/reminder_policy.yaml)", retired)
+    try:
+        policy = load_policy(overrides=params)
+        policy.check_templates(load_templates())
+    except PolicyError as exc:
+        raise AirflowFailException(f"reminder policy: {exc}") from None
+    return policy
+
+
 def plan_batches(
     fetched: dict[str, Any],
     *,
@@ -135,42 +196,80 @@ def plan_batches(
     ledger_conn_id: str = LEDGER_CONN_ID,
     chunk_size: int = 1000,
 ) -> list[dict[str, Any]]:
-    """Plan or skip every fetched invoice, then cut the planned messages into batches (see :func:`pipeline.batch`)."""
+    """Decide the day for every fetched invoice (one message per customer and currency, or a skip with
+    its reason), then cut the messages into batches (see :func:`pipeline.batch`)."""
+    policy = reminder_policy(params)
     ledger = SendLedger.from_connection(ledger_conn_id)
     key = run_key(fetched)
-    policy = ReminderPolicy(
-        template=params.get("template_name") or "payment_reminder",
-        language=params.get("template_language") or "en",
-        min_days_between_reminders=int(params.get("min_days_between_reminders", 3)),
-    )
-    templates = load_templates()
-    if policy.template not in templates:
-        raise AirflowFailException(
-            f"template {policy.template!r} is not configured (known: {', '.join(sorted(templates))}); "
-            "add it to include/templates/whatsapp_templates.yaml"
-        )
-    spec = templates[policy.template]
     if params.get("resend_unknown"):
         reopened = ledger.reopen_unknown(key)
         log.warning("resend_unknown: %d message(s) with an unknown outcome will be sent again", reopened)
-    recent = ledger.recently_reminded(key, min_days_between=policy.min_days_between_reminders)
-
-    def decide(row: dict[str, Any]) -> Any:
-        if row["invoice_id"] in recent:
-            return Skip("cadence", "reminded within the cadence window")
-        try:
-            invoice = OverdueInvoice.from_record(json.loads(row["source"] or "{}"))
-        except InvalidInvoice as exc:
-            return Skip("invalid_invoice", str(exc))
-        return plan_reminder(invoice, policy, spec)
-
+    rows = {r["invoice_id"]: (r["id"], json.loads(r["source"] or "{}"))
+            for r in ledger.iter_rows(key=key, status=("fetched",), chunk_size=chunk_size)}
+    now_day = ist_day(ledger.now())
+    cutoff = (date.fromisoformat(now_day) - timedelta(days=max(policy.min_days_between_reminders, 1))).isoformat()
     not_on_whatsapp_days = float(params.get("not_on_whatsapp_days", DEFAULT_NOT_ON_WHATSAPP_DAYS))
-    skipped = pipeline.plan(ledger, key, decide, chunk_size=chunk_size, not_on_whatsapp_days=not_on_whatsapp_days)
+    day = plan_day(
+        ((invoice_id, source) for invoice_id, (_, source) in rows.items()),
+        today=date.fromisoformat(key.occasion),
+        cadence_today=date.fromisoformat(now_day),
+        occasion=key.occasion,
+        policy=policy,
+        templates=load_templates(),
+        reached=ledger.stages_reached(key, rows),
+        messaged=ledger.customers_messaged(key, since_day=cutoff),
+        suppressed=_suppressed(ledger, {s.get("recipient") for _, s in rows.values()} - {None}, not_on_whatsapp_days),
+    )
+    plans, skips = _ledger_decisions(day, {invoice_id: row_id for invoice_id, (row_id, _) in rows.items()})
+    skipped = pipeline.store_plans(ledger, plans, skips, not_on_whatsapp_days, chunk_size=chunk_size)
     refs = pipeline.batch(ledger, key, batch_size=int(params.get("batch_size", 100)), max_batches=max_batches,
-                          parallel=max_parallel, not_on_whatsapp_days=not_on_whatsapp_days)
+                          parallel=max_parallel, not_on_whatsapp_days=not_on_whatsapp_days,
+                          send_policy=send_policy(policy, params, fetched))
     ledger.dispose()
-    log.info("skipped %d: %s", sum(skipped.values()), dict(skipped) or "none")
+    log.info("%d message(s) for %d invoice(s); skipped %d invoice(s): %s", len(day.messages),
+             sum(m.invoice_count for m in day.messages), sum(skipped.values()), dict(skipped) or "none")
     return [ref.to_dict() for ref in refs]
+
+
+def _suppressed(ledger: SendLedger, recipients: set[str], not_on_whatsapp_days: float) -> dict[str, Skip]:
+    """The numbers not to message (STOP, not on WhatsApp), as the skip each means."""
+    found: dict[str, Skip] = {}
+    numbers = sorted(recipients)
+    with ledger.engine.connect() as conn:
+        for start in range(0, len(numbers), 500):
+            for number, reason in suppressed_recipients(conn, numbers[start:start + 500], now=ledger.now(),
+                                                        not_on_whatsapp_days=not_on_whatsapp_days).items():
+                found[number] = Skip(reason, suppression_detail(reason, not_on_whatsapp_days), mask_phone(number))
+    return found
+
+
+def send_policy(policy: CollectionsPolicy, params: dict[str, Any], fetched: dict[str, Any]) -> dict[str, Any]:
+    """What the send tasks need of the policy, through the batch reference: the cadence their claims
+    check, the overrides to rebuild the policy (send window, live balance) and when the invoices were read."""
+    return {
+        "min_days_between": max(policy.min_days_between_reminders, 1),  # one message a customer a day at most
+        "policy_overrides": {k: v for k, v in params.items() if k in OVERRIDABLE and v is not None},
+        "fetched_at": fetched.get("fetched_at"),
+        "zoho_conn_id": fetched.get("zoho_conn_id") or ZohoBooksHook.default_conn_name,
+    }
+
+
+def _ledger_decisions(day: DayPlan, row_ids: dict[str, int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The day's decisions as ledger rows: each message on its lead row (its oldest), the others pointing to it."""
+    plans: list[dict[str, Any]] = []
+    for message in day.messages:
+        ids = {invoice_id: row_ids[invoice_id] for invoice_id in message.invoice_ids}
+        lead = min(ids.values())
+        for invoice_id, row_id in ids.items():
+            plans.append({
+                "id": row_id, "recipient": message.recipient, "phone_masked": message.phone_masked,
+                "template_name": message.template_name, "template_language": message.language,
+                "parameters": dict(message.parameters) if row_id == lead else None, "message_id": lead,
+                "stage": message.invoice_stages[invoice_id], "currency_code": message.currency_code,
+            })
+    skips = [{"id": row_ids[invoice_id], "reason": skip.reason, "detail": skip.detail,
+              "phone_masked": skip.phone_masked} for invoice_id, skip in day.skips.items()]
+    return plans, skips
 
 
 def account_for_run(
@@ -196,8 +295,9 @@ def account_for_run(
     this_run, delivery = tally.pop("this_run"), tally.pop("delivery")
     this_run["retired"] = fetched.get("retired", 0)
     if dry_run:
-        this_run["would_send"] = this_run["planned"]
-    totals = {"overdue_invoices": fetched["overdue_invoices"], **tally}
+        this_run["would_send"] = this_run["messages"]["planned"]  # messages; "planned" counts their invoices
+    totals = {"overdue_invoices": fetched["overdue_invoices"], "invoices": fetched.get("invoices",
+              fetched["overdue_invoices"]), **tally}
     report = {
         "occasion": key.occasion,
         "run_id": run_id,
@@ -218,10 +318,10 @@ def account_for_run(
             f"{totals['open']} overdue invoice(s) are unaccounted for (still planned or sending): {listed}. "
             "A send task failed or was stopped; see its log, fix the cause and clear the failed batches."
         )
-    if totals["recorded"] < fetched["overdue_invoices"]:
+    if totals["recorded"] < totals["invoices"]:
         raise AirflowFailException(
             f"the ledger holds {totals['recorded']} row(s) for {key.occasion} but Zoho listed "
-            f"{fetched['overdue_invoices']} overdue invoice(s)"
+            f"{totals['invoices']} invoice(s)"
         )
     return report
 
@@ -259,3 +359,88 @@ def _log_report(report: dict[str, Any], unknown_after_minutes: float) -> None:
             "from WhatsApp settles them without resending; only those still unknown after %g min need a person",
             delivery["unknown_waiting"], unknown_after_minutes,
         )
+
+
+PAID_SINCE_FETCH = "paid_since_fetch"
+
+
+def live_balance_check(ledger: SendLedger, ref: Any) -> Callable[[dict[str, Any]], dict[str, Any] | None] | None:
+    """For a send that starts more than ``live_balance_after_minutes`` after its invoices were read:
+    what re-reads each message's customer from Zoho right before the claim (see :func:`refresh_message`).
+
+    ``None`` when the batch is not a reminder batch or is on time.
+    """
+    if ref.key.kind != REMINDER_KIND or not ref.fetched_at:
+        return None
+    try:
+        policy = load_policy(overrides=ref.policy_overrides)
+    except PolicyError as exc:
+        raise AirflowFailException(f"reminder policy: {exc}") from None
+    late = datetime.now(UTC) - datetime.fromisoformat(ref.fetched_at)
+    if late <= timedelta(minutes=policy.live_balance_after_minutes):
+        return None
+    log.info("this send starts %d min after its invoices were read (over %d): each customer's open invoices are "
+             "read again before their message", late.total_seconds() // 60, policy.live_balance_after_minutes)
+    hook = ZohoBooksHook(ref.zoho_conn_id or ZohoBooksHook.default_conn_name)
+    # The batch's organization, not the connection's: several organizations may share one connection.
+    hook.settings = replace(hook.settings, organization_id=ref.key.organization_id)
+    templates = load_templates()
+    open_invoices: dict[str, dict[str, dict[str, Any]]] = {}
+    lock = threading.Lock()
+
+    def check(lead: dict[str, Any]) -> dict[str, Any] | None:
+        customer_id = str(lead["customer_id"] or "")
+        with lock:  # one read per customer, whichever of their messages comes first
+            if customer_id not in open_invoices:
+                open_invoices[customer_id] = {str(r["invoice_id"]): r for r in hook.list_open_invoices(customer_id)}
+            current = open_invoices[customer_id]
+        return refresh_message(ledger, lead, current, policy, templates)
+
+    return check
+
+
+def refresh_message(
+    ledger: SendLedger, lead: dict[str, Any], current: dict[str, dict[str, Any]], policy: CollectionsPolicy,
+    templates: dict[str, Any],
+) -> dict[str, Any] | None:
+    """Re-plan ``lead``'s message from the customer's open invoices as Zoho lists them now (``current``):
+    an invoice paid since the fetch is skipped (``paid_since_fetch``), the rest are stated with their
+    current balance. Returns the lead row to claim, or ``None`` when every invoice was paid."""
+    rows = [r for r in ledger.rows(key=SendKey(lead["organization_id"], lead["kind"], lead["occasion"]))
+            if r["id"] == lead["id"] or r["message_id"] == lead["id"]]
+    today = date.fromisoformat(lead["occasion"])
+    reached = ledger.stages_reached(SendKey(lead["organization_id"], lead["kind"], lead["occasion"]),
+                                    [r["invoice_id"] for r in rows])
+    dropped: dict[int, tuple[str, str]] = {}
+    due: list[OverdueInvoice] = []
+    ids: dict[str, int] = {}
+    for row in rows:
+        now_row = current.get(row["invoice_id"])
+        source = json.loads(row["source"] or "{}")
+        balance = parse_amount(now_row.get("balance"), "balance") if now_row else None
+        if not balance or balance <= 0:
+            dropped[row["id"]] = (PAID_SINCE_FETCH, f"{row['invoice_number']} was paid after the invoices were read")
+            continue
+        invoice = OverdueInvoice.from_record({**source, "balance": now_row["balance"]})
+        decision = decide_stage(invoice.due_date, today, reached.get(invoice.invoice_id, {}), policy)
+        if isinstance(decision, StageWait):
+            dropped[row["id"]] = (decision.reason, decision.detail)
+            continue
+        due.append(replace(invoice, decision=decision))
+        ids[invoice.invoice_id] = row["id"]
+    if not dropped and all(str(r.get("balance")) == str(current[r["invoice_id"]].get("balance"))
+                           for r in (json.loads(x["source"] or "{}") for x in rows)):
+        return lead  # nothing changed: the planned message stands
+    message = build_customer_message(due, policy, templates) if due else None
+    new_lead = ledger.replan_message(
+        lead["id"], {ids[i]: message.invoice_stages[i] for i in message.invoice_ids} if message else {}, dropped,
+        template_name=message.template_name if message else "", parameters=message.parameters if message else {},
+    )
+    if message is None:
+        log.info("%s: every invoice of the message was paid since the fetch; not sent", lead["phone_masked"])
+        return None
+    if new_lead is None:
+        return lead  # it moved on meanwhile: the claim will say so
+    log.info("%s: re-planned with the current balance (%d invoice(s) paid since the fetch)", lead["phone_masked"],
+             len(dropped))
+    return ledger.rows(id=new_lead)[0]

@@ -8,6 +8,7 @@ at parse time); rates and speed-ups mean nothing at these sizes and are not.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,18 @@ def test_bench_smoke_dag_runs_and_zoho_budget(tmp_path: Path) -> None:
     assert first["state"] == "success"
     assert set(first["tasks"]) == {"check_go_live", "refresh_zoho_token", "fetch_overdue_invoices", "plan_reminders",
                                    "send_reminders", "account_for_every_invoice"}
+
+
+def test_bench_smoke_tier(tmp_path: Path, postgres_url: str | None) -> None:
+    """The 1,000 msg/s tier's code path: CPU read from the OS, the cap held, a hog beside one run."""
+    if postgres_url is None and not os.environ.get("CI"):
+        pytest.skip("PostgreSQL is not reachable: the tier section sends with the ledger there")
+    figures, result, _ = run_bench(tmp_path, "tier")
+    runs = result["details"]["tier"]["runs"]
+    assert {(r["ledger"], r["hogs"] > 0) for r in runs} == {("postgresql", False), ("postgresql", True)}
+    for r in runs:
+        assert r["received"] == r["messages"] == r["ledger_sent"]
+        assert r["sender_cpu_seconds"] > 0 and r["sandbox_cpu_seconds"] > 0  # what the OS charged them
+        assert r["peak_1s"] <= r["cap"]
+    assert value(figures, "tier: lost + duplicated") == 0
+    assert value(figures, "tier: sender CPU per 1,000 messages") > 0

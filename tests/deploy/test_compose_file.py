@@ -29,7 +29,8 @@ AIRFLOW_SERVICES = {
     "airflow-apiserver": "api-server",
     "airflow-scheduler": "scheduler",
     "airflow-dag-processor": "dag-processor",
-    "airflow-worker": "celery worker",
+    "airflow-worker": "celery worker --queues alerts,default",  # alerts first: docs/stack.md
+    "airflow-alert-worker": "celery worker --queues alerts --concurrency 2",
     "airflow-triggerer": "triggerer",
 }
 REQUIRED_SECRETS = {"POSTGRES_PASSWORD", "LEDGER_DB_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET",
@@ -124,7 +125,7 @@ def test_every_airflow_container_gets_the_image_env_and_mounts_the_product_needs
         assert env["AIRFLOW_CONN_REMINDER_LEDGER_DEFAULT"].startswith("postgres://reminder_ledger:")
         assert "_PIP_ADDITIONAL_REQUIREMENTS" not in env
         mounts = {m.split(":")[1]: m.split(":")[0] for m in svc["volumes"]}
-        for folder in ("dags", "plugins", "include/templates", "logs", "config"):
+        for folder in ("dags", "plugins", "include/templates", "include/config", "logs", "config"):
             assert mounts[f"/opt/airflow/{folder}"] == f"./{folder}", (name, folder)
         # the sandbox and the dev tooling in include/ are not mounted into the production containers
         assert "/opt/airflow/include" not in mounts and not any("sandbox" in m for m in mounts), name
@@ -245,7 +246,7 @@ def test_dockerfile_installs_the_pinned_requirements_and_registers_the_provider(
     assert "FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}" in text
     assert 'pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/airflow/requirements.txt' in text
     assert "pip install --no-cache-dir --no-deps -e /opt/airflow" in text
-    for folder in ("plugins", "dags", "include/templates"):
+    for folder in ("plugins", "dags", "include/templates", "include/config"):
         assert f"COPY --chown=airflow:0 {folder} /opt/airflow/{folder}" in text
     assert "COPY --chown=airflow:0 pyproject.toml /opt/airflow/pyproject.toml" in text
     assert "_PIP_ADDITIONAL_REQUIREMENTS" not in text
@@ -256,7 +257,8 @@ NOT_IN_IMAGE = ("include/sandbox", "include/demo.py", "include/local_airflow.py"
                 "docs", ".env", ".git", ".venv")
 NEEDED_IN_IMAGE = ("requirements.txt", "pyproject.toml", "plugins/zoho_whatsapp/__init__.py",
                    "plugins/zoho_whatsapp_plugin.py", "dags/zoho_books_payment_reminders.py",
-                   "dags/zoho_books_invoice_alerts.py", "include/templates/whatsapp_templates.yaml")
+                   "dags/zoho_books_invoice_alerts.py", "include/templates/whatsapp_templates.yaml",
+                   "include/config/reminder_policy.yaml", "include/config/organizations.yaml")
 
 
 def context_copies(dockerfile: str) -> list[str]:
@@ -299,8 +301,8 @@ def copied_files(dockerfile: str) -> set[str]:
 
 def forbidden_copies(dockerfile: str) -> list[str]:
     bad = [f"{src} -> {item}" for src in context_copies(dockerfile) for item in NOT_IN_IMAGE if brings_in(src, item)]
-    bad += [f"{f} (a .py file under include/ outside templates)" for f in copied_files(dockerfile)
-            if f.startswith("include/") and not f.startswith("include/templates/")]
+    bad += [f"{f} (a file under include/ outside templates and config)" for f in copied_files(dockerfile)
+            if f.startswith("include/") and not f.startswith(("include/templates/", "include/config/"))]
     return bad
 
 
@@ -387,7 +389,7 @@ def test_docker_compose_config_accepts_the_file(compose_cli, tmp_path: Path) -> 
     worker = normalized["services"]["airflow-worker"]
     assert worker["environment"]["AIRFLOW__CORE__FERNET_KEY"] == TEST_ENV["AIRFLOW_FERNET_KEY"]
     assert {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in worker["volumes"]} >= {
-        "/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include/templates"}
+        "/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include/templates", "/opt/airflow/include/config"}
 
     for name, port in (("airflow-apiserver", 8080), ("flower", 5555)):
         if name not in normalized["services"]:

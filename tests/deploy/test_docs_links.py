@@ -132,7 +132,7 @@ def test_dag_docs_start_with_a_summary_and_name_files_that_exist(dag_file: Path)
 def dag_params(dag_file: Path) -> tuple[str, dict[str, object]]:
     """(dag_id, {param: default}) read from the file's @dag(...) call without importing Airflow."""
     for node in ast.walk(ast.parse(dag_file.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "dag":
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("dag", "dag_per_organization"):
             kw = {k.arg: k.value for k in node.keywords}
             params = {}
             for key, value in zip(kw["params"].keys, kw["params"].values, strict=True):

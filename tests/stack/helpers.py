@@ -76,6 +76,12 @@ def by_status(rows: list[dict[str, Any]]) -> Counter[str]:
     return Counter(r["status"] for r in rows)
 
 
+def leads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows that are messages: a customer's statement is one message, its lead row; the rows of its
+    other invoices point to the lead (``message_id``) and share its status."""
+    return [r for r in rows if r.get("message_id") in (None, r["id"])]
+
+
 def ledger_key(message: dict[str, Any]) -> tuple[str, str]:
     """(invoice, occasion): the ledger row a message the sandbox accepted belongs to."""
     parts = str(message.get("biz_opaque_callback_data") or "").split(":", 3)
@@ -83,16 +89,21 @@ def ledger_key(message: dict[str, Any]) -> tuple[str, str]:
 
 
 def settle_check(stack: Any, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ledger against what reached the sandbox: each sent row arrived once, nothing arrived unrecorded."""
+    """The ledger against what reached the sandbox: each sent message (lead row) arrived once, nothing arrived
+    unrecorded, every invoice of a statement has its message's status. ``by_status`` counts messages."""
     rows = ledger_rows(stack)
+    messages_ = leads(rows)
     arrived = Counter(ledger_key(m) for m in messages)
-    status = {(r["invoice_id"], r["occasion"]): r["status"] for r in rows}
+    status = {(r["invoice_id"], r["occasion"]): r["status"] for r in messages_}
+    lead_status = {r["id"]: r["status"] for r in messages_}
     return {
         "rows": rows,
-        "by_status": by_status(rows),
+        "by_status": by_status(messages_),
         "sent_not_arrived_once": [key for key, s in status.items() if s == "sent" and arrived[key] != 1],
         "arrived_not_sent_or_unknown": [key for key in arrived if status.get(key) not in ("sent", "unknown")],
         "open": [r["id"] for r in rows if r["status"] in OPEN],
+        "apart_from_their_message": [r["id"] for r in rows if r.get("message_id") not in (None, r["id"])
+                                     and r["status"] != lead_status.get(r["message_id"])],
     }
 
 

@@ -77,22 +77,47 @@ def test_services_run_the_compose_commands_and_health_checks(tmp_path: Path) -> 
         stack._add(name)
     for number, concurrency in enumerate(stack.workers, 1):
         stack._add("airflow-worker", number=number, concurrency=concurrency)
+    stack._add(local_stack.ALERT_WORKER)
     commands = {name: c.command for name, c in stack.components.items()}
     assert commands["airflow-apiserver"][1:] == ["api-server", "--port", "18080"]
     assert commands["airflow-scheduler"][1:] == ["scheduler"]
     assert commands["airflow-dag-processor"][1:] == ["dag-processor"]
     assert commands["airflow-triggerer"][1:] == ["triggerer"]
-    assert commands["airflow-worker-1"][1:5] == ["celery", "worker", "--celery-hostname", "celery@airflow-worker-1"]
+    assert commands["airflow-worker-1"][1:7] == ["celery", "worker", "--queues", "alerts,default", "--celery-hostname",
+                                                 "celery@airflow-worker-1"]
     assert "3" in commands["airflow-worker-1"] and "2" in commands["airflow-worker-2"]
+    assert commands["airflow-alert-worker"][1:6] == ["celery", "worker", "--queues", "alerts", "--concurrency"]
     ports = {stack.components[w].env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] for w in ("airflow-worker-1",
-                                                                                         "airflow-worker-2")}
-    assert len(ports) == 2  # two log servers on one host
+                                                                                         "airflow-worker-2",
+                                                                                         "airflow-alert-worker")}
+    assert len(ports) == 3  # three log servers on one host
     checks = {name: stack.healthcheck(name)[-1] for name in stack.components}
     assert "http://127.0.0.1:18080/api/v2/monitor/health" in checks["airflow-apiserver"]
     assert "http://127.0.0.1:18974/health" in checks["airflow-scheduler"]
     assert "inspect ping -d celery@airflow-worker-2" in checks["airflow-worker-2"].replace('"', "")
+    assert "inspect ping -d celery@airflow-alert-worker" in checks["airflow-alert-worker"].replace('"', "")
     assert "--job-type TriggererJob --hostname" in checks["airflow-triggerer"]
     assert not [c for c in checks.values() if "localhost:8080" in c or "$$" in c]
+
+
+def test_the_alert_queue_is_served_by_its_own_worker_and_first_by_every_other(
+        monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> None:
+    """The alert DAG's tasks go to ZOHO_WHATSAPP_ALERTS_QUEUE: a queue no worker served would hold every alert."""
+    services = local_stack.compose()["services"]
+    queue = local_stack.compose_environment()["ZOHO_WHATSAPP_ALERTS_QUEUE"]
+
+    def served(service: str) -> list[str]:
+        words = services[service]["command"].split()
+        return words[words.index("--queues") + 1].split(",")
+
+    assert served(local_stack.ALERT_WORKER) == [queue]
+    assert served("airflow-worker")[0] == queue and "default" in served("airflow-worker")
+    assert local_stack.compose_environment()["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__QUEUE_ORDER_STRATEGY"] == (
+        "priority")  # the order of --queues is the order the workers take tasks in
+    monkeypatch.setenv("ZOHO_WHATSAPP_ALERTS_QUEUE", queue)
+    from local_airflow import load_dag
+
+    assert {t.queue for t in load_dag("zoho_books_invoice_alerts").tasks} == {queue}
 
 
 @pytest.mark.parametrize(("text", "dotenv", "expected"), [

@@ -69,3 +69,19 @@ def test_pause_pushes_the_next_grant_back() -> None:
     start = time.monotonic()
     limiter.acquire()
     assert time.monotonic() - start >= 0.19
+
+
+def test_waiting_threads_do_not_wake_at_every_slot(monkeypatch) -> None:
+    """32 threads wait for 60 slots: one sleep per slot, not one per waiting thread per slot."""
+    real_sleep = time.sleep
+    sleeps = []
+
+    def counted_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(rate_limit.time, "sleep", counted_sleep)
+    limiter = RateLimiter(200, jitter=0.0)
+    times = _grants(limiter, threads=32, per_thread=2)
+    assert len(times) == 64
+    assert len(sleeps) <= 2 * len(times), f"{len(sleeps)} sleeps for {len(times)} grants: a thundering herd"

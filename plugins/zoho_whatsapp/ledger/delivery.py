@@ -193,7 +193,8 @@ def delivery_summary(
     unknown_after: timedelta = DEFAULT_UNKNOWN_AFTER,
     **where: Any,
 ) -> dict[str, Any]:
-    """What became of the sent messages matching ``where`` (column equalities, e.g. occasion=...).
+    """What became of the sent messages matching ``where`` (column equalities, e.g. occasion=...), each
+    message counted once however many invoices it carried.
 
     ``by_delivery``: sent (accepted, no receipt yet) / delivered / read / failed; ``failed_by_class``:
     the error family of each asynchronous failure; ``unknown_waiting``: unknown rows younger than
@@ -201,8 +202,11 @@ def delivery_summary(
     person needs to look at.
     """
     now = now or utcnow()
+    # Messages, not invoices: a statement carrying 11 invoices is one message (its lead row).
     query = sa.select(messages.c.status, messages.c.delivery_status, messages.c.delivery_error_class,
-                      messages.c.updated_at).where(messages.c.status.in_(("sent", "unknown")))
+                      messages.c.updated_at).where(messages.c.status.in_(("sent", "unknown")),
+                                                   sa.or_(messages.c.message_id.is_(None),
+                                                          messages.c.message_id == messages.c.id))
     for column, value in where.items():
         query = query.where(messages.c[column] == value)
     by_delivery: Counter[str] = Counter()
@@ -418,7 +422,7 @@ def apply_status(conn: Connection, event: StatusUpdate, *, now: datetime) -> tup
         # A row settled unknown later than this read is caught by resolve_unknown_by_receipts.
         resolved = conn.execute(
             messages.update()
-            .where(messages.c.id == row.id, messages.c.status.in_(_PROVED_SENT))
+            .where(_message_rows(row), messages.c.status.in_(_PROVED_SENT))
             .values(status="sent", reason="confirmed_by_meta", error_code=None,
                     error_message=f"recorded {row.status}; Meta's {event.status} webhook confirmed it went out",
                     settled_at=sa.func.coalesce(messages.c.settled_at, now), updated_at=now)
@@ -442,8 +446,14 @@ def apply_status(conn: Connection, event: StatusUpdate, *, now: datetime) -> tup
             delivery_error_title=sa.func.coalesce(messages.c.delivery_error_title, event.error_title),
             delivery_error_class=sa.func.coalesce(messages.c.delivery_error_class, family),
         )
-    conn.execute(messages.update().where(messages.c.id == row.id).values(**values))
+    conn.execute(messages.update().where(_message_rows(row)).values(**values))
     return outcome, row.id
+
+
+def _message_rows(row: Any) -> Any:
+    """Every row of the matched row's message: a statement's receipt is each of its invoices' receipt."""
+    lead = row.message_id or row.id
+    return sa.or_(messages.c.id == lead, messages.c.message_id == lead)
 
 
 def apply_reply(
@@ -499,14 +509,15 @@ def apply_preference(conn: Connection, event: PreferenceChange, *, now: datetime
     return f"marketing_{event.value}" if changed else f"marketing_{event.value}_stale"
 
 
-_MATCH_COLUMNS = (messages.c.id, messages.c.status, messages.c.delivery_status, messages.c.recipient,
+_MATCH_COLUMNS = (messages.c.id, messages.c.message_id, messages.c.status, messages.c.delivery_status, messages.c.recipient,
                   messages.c.organization_id, messages.c.customer_id, messages.c.customer_name,
                   messages.c.invoice_number)
 
 
 def _match(conn: Connection, wamid: str | None, opaque: str | None) -> Any:
     if wamid:
-        row = conn.execute(sa.select(*_MATCH_COLUMNS).where(messages.c.wamid == wamid).limit(1)).first()
+        row = conn.execute(sa.select(*_MATCH_COLUMNS).where(messages.c.wamid == wamid).order_by(messages.c.id)
+                           .limit(1)).first()
         if row is not None:
             return row
     key = parse_callback_data(opaque)

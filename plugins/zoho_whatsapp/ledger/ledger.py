@@ -31,6 +31,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundExceptio
 from sqlalchemy.engine import Connection, Engine
 
 from zoho_whatsapp.ledger.schema import MIGRATIONS, SCHEMA_VERSION, messages, metadata, schema_version
+from zoho_whatsapp.rules.policy import stage_key
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,20 @@ def _create_private(path: Path) -> None:
 
 def _plannable() -> Any:
     return sa.or_(messages.c.status == "fetched", messages.c.status == "planned")
+
+
+def _group(lead_id: Any) -> Any:
+    """The rows of the message whose lead row is ``lead_id``: itself and the invoices it carries."""
+    return sa.or_(messages.c.id == lead_id, messages.c.message_id == lead_id)
+
+
+def _is_lead() -> Any:
+    """A row that holds a message (what is sent): a lead row, or a row that is a message on its own."""
+    return sa.or_(messages.c.message_id.is_(None), messages.c.message_id == messages.c.id)
+
+
+class _PartGroup(Exception):
+    """A message's rows are not all ``planned``: the claim takes none of them."""
 
 
 def _of(key: SendKey) -> tuple[Any, ...]:
@@ -395,6 +410,46 @@ class SendLedger:
         with self.engine.connect() as conn:
             return {r[0] for r in conn.execute(query)}
 
+    def stages_reached(self, key: SendKey, invoice_ids: Iterable[str]) -> dict[str, dict[int, date]]:
+        """For each invoice, the reminder stages it reached (sent, being sent or maybe sent) and on which day.
+
+        The day is the occasion (the reminder date) of the message that carried the stage, over
+        every occasion of ``key``'s organization and kind.
+        """
+        reached: dict[str, dict[int, date]] = {}
+        ids = sorted(set(invoice_ids))
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = sa.select(messages.c.invoice_id, messages.c.stage, messages.c.occasion).where(
+                    messages.c.organization_id == key.organization_id,
+                    messages.c.kind == key.kind,
+                    messages.c.invoice_id.in_(ids[start:start + 500]),
+                    messages.c.status.in_(DELIVERED_OR_MAYBE),
+                    messages.c.stage.is_not(None),
+                )
+                for invoice_id, stage, occasion in conn.execute(query):
+                    day = date.fromisoformat(occasion[:10])
+                    stages = reached.setdefault(invoice_id, {})
+                    stages[stage] = max(stages.get(stage, day), day)
+        return reached
+
+    def customers_messaged(self, key: SendKey, *, since_day: str) -> dict[str, list[tuple[str, str, str | None]]]:
+        """The messages of ``key``'s organization and kind claimed after IST day ``since_day`` that the
+        cadence counts (sent, sending, unknown), per customer: (claimed on, occasion, currency)."""
+        query = sa.select(messages.c.customer_id, messages.c.claimed_on, messages.c.occasion,
+                          messages.c.currency_code).where(
+            messages.c.organization_id == key.organization_id,
+            messages.c.kind == key.kind,
+            messages.c.status.in_(DELIVERED_OR_MAYBE),
+            messages.c.claimed_on > since_day,
+            _is_lead(),
+        )
+        found: dict[str, list[tuple[str, str, str | None]]] = {}
+        with self.engine.connect() as conn:
+            for customer_id, claimed_on, occasion, currency in conn.execute(query):
+                found.setdefault(str(customer_id), []).append((claimed_on, occasion, currency))
+        return found
+
     def plan_many(self, plans: Sequence[Mapping[str, Any]], skips: Sequence[Mapping[str, Any]]) -> None:
         """``fetched`` rows become ``planned`` (with what will be sent) or ``skipped``, in bulk.
 
@@ -402,17 +457,23 @@ class SendLedger:
         ``template_language``, ``parameters``; ``skips`` items: ``id``, ``reason`` and optional
         ``detail`` and ``phone_masked``. A row that moved on meanwhile (claimed by a concurrent
         run) is left alone.
+
+        Several invoices in one message: every plan of the group names the lead row's id as
+        ``message_id`` (the lead row too) and only the lead carries ``parameters`` (the others
+        ``None``); ``stage`` and ``currency_code`` are optional on plans and skips.
         """
         planned = [
             {"id": p["id"], "status": "planned", "reason": None, "error_message": None, "recipient": p["recipient"],
              "phone_masked": p["phone_masked"], "template_name": p["template_name"],
              "template_language": p["template_language"],
-             "parameters": json.dumps(dict(p["parameters"]), ensure_ascii=False)}
+             "parameters": None if p["parameters"] is None else json.dumps(dict(p["parameters"]), ensure_ascii=False),
+             "message_id": p.get("message_id"), "stage": p.get("stage"), "currency_code": p.get("currency_code")}
             for p in plans
         ]
         skipped = [
             {"id": s["id"], "status": "skipped", "reason": s["reason"], "error_message": s.get("detail"),
-             "phone_masked": s.get("phone_masked")}
+             "phone_masked": s.get("phone_masked"), "message_id": None, "stage": s.get("stage"),
+             "currency_code": s.get("currency_code")}
             for s in skips
         ]
         now = self.now()
@@ -429,19 +490,48 @@ class SendLedger:
                     [{f"p_{c}": v for c, v in row.items()} for row in rows],
                 )
 
+    def replan_message(self, lead_id: int, stages: Mapping[int, int], dropped: Mapping[int, tuple[str, str]],
+                       *, template_name: str, parameters: Mapping[str, str]) -> int | None:
+        """Re-plan a ``planned`` message before its claim: the rows in ``stages`` ({row id: stage}) stay in
+        it, with new ``template_name`` and ``parameters`` on the new lead row (the smallest id), and the
+        rows in ``dropped`` ({row id: (reason, detail)}) are skipped. Returns the lead row's id, or
+        ``None`` when a row of the message is no longer ``planned`` (nothing is changed then).
+        """
+        now = self.now()
+        with self.transaction() as conn:
+            rows = {r.id: r.status for r in conn.execute(sa.select(messages.c.id, messages.c.status)
+                                                         .where(_group(lead_id)))}
+            if set(rows) != set(stages) | set(dropped) or set(rows.values()) != {"planned"}:
+                return None
+            for row_id, (reason, detail) in dropped.items():
+                conn.execute(messages.update().where(messages.c.id == row_id).values(
+                    status="skipped", reason=reason, error_message=detail, message_id=None, parameters=None,
+                    updated_at=now))
+            if not stages:
+                return None
+            lead = min(stages)
+            for row_id, stage in stages.items():
+                conn.execute(messages.update().where(messages.c.id == row_id).values(
+                    message_id=lead, stage=stage, template_name=template_name, updated_at=now,
+                    parameters=json.dumps(dict(parameters), ensure_ascii=False) if row_id == lead else None))
+        return lead
+
     def planned_recipients(self, key: SendKey) -> list[tuple[int, str | None]]:
-        """(row id, recipient) of every ``planned`` row of ``key``, oldest first: what batching needs."""
-        query = sa.select(messages.c.id, messages.c.recipient).where(*_of(key), messages.c.status == "planned")
+        """(row id, recipient) of every ``planned`` message of ``key`` (its lead row), oldest first: what
+        batching needs."""
+        query = sa.select(messages.c.id, messages.c.recipient).where(*_of(key), messages.c.status == "planned",
+                                                                      _is_lead())
         with self.engine.connect() as conn:
             return [(row_id, recipient) for row_id, recipient in conn.execute(query.order_by(messages.c.id))]
 
     def store_batches(self, batches: Mapping[int, int]) -> None:
-        """Record the batch number of each row (``{row id: batch}``), as decided by the batching rules."""
+        """Record the batch number of each message (``{lead row id: batch}``, its rows with it), as decided
+        by the batching rules."""
         if not batches:
             return
         with self.transaction() as conn:
             conn.execute(
-                messages.update().where(messages.c.id == sa.bindparam("row_id")).values(batch=sa.bindparam("batch_no")),
+                messages.update().where(_group(sa.bindparam("row_id"))).values(batch=sa.bindparam("batch_no")),
                 [{"row_id": row_id, "batch_no": batch} for row_id, batch in batches.items()],
             )
 
@@ -504,62 +594,74 @@ class SendLedger:
         recipient_cap: RecipientCap | None = None,
         not_on_whatsapp_days: float = DEFAULT_NOT_ON_WHATSAPP_DAYS,
     ) -> Claim:
-        """Atomically take a ``planned`` row for sending, unless a suppression, the cadence or the cap forbids it.
+        """Atomically take a ``planned`` message for sending, unless a suppression, the cadence or the cap forbids it.
 
-        The row moves to ``sending`` only if it is still ``planned``. Within the same transaction
-        a suppression of its number (the customer replied STOP since planning: ``opted_out``; a
-        delivery failed as not on WhatsApp within ``not_on_whatsapp_days``: ``not_on_whatsapp``)
-        turns it into ``skipped`` with that reason; so does any other row for the same invoice and
-        kind that was sent (or may have been) within ``min_days_between`` IST days (``cadence``),
-        and ``recipient_cap.limit`` such rows of its kinds to the same number within the cap's
-        window (``recipient_hourly_cap``). PostgreSQL serialises claims of one invoice (and of one
-        number, under a cap) with advisory locks; SQLite has a single writer.
+        ``row_id`` is the message's lead row: the message's rows (one per invoice it carries) all
+        move to ``sending`` together, and only if every one of them is still ``planned`` (else none
+        does: ``taken``). Within the same transaction, checked once for the message: a suppression
+        of its number (the customer replied STOP since planning: ``opted_out``; a delivery failed
+        as not on WhatsApp within ``not_on_whatsapp_days``: ``not_on_whatsapp``); another message
+        to the same customer (or, without a customer, for the same invoice) of the same kind that
+        was sent, is being sent or may have been, claimed within ``min_days_between`` IST days
+        (``cadence``; a message of the same occasion in another currency does not count); and
+        ``recipient_cap.limit`` such messages of its kinds to the same number within the cap's
+        window (``recipient_hourly_cap``). A refusal skips every row of the message with that
+        reason. PostgreSQL serialises claims of one customer (and of one number, under a cap) with
+        advisory locks; SQLite has a single writer.
         """
         now = self.now()
         today = ist_day(now)
-        with self.transaction() as conn:
-            current = conn.execute(sa.select(messages).where(messages.c.id == row_id)).first()
-            if current is None:
-                return Claim(False, "missing")
-            row = dict(current._mapping)
-            capped = recipient_cap is not None and row["kind"] in recipient_cap.kinds and bool(row["recipient"])
-            if self._lock_per_invoice:
-                locks = [f"{row['organization_id']}:{row['invoice_id']}:{row['kind']}"]
-                locks += [f"recipient:{row['recipient']}"] if capped else []
-                for lock in locks:  # always in this order: no two claims wait on each other
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(lock.encode())})
-            taken = conn.execute(
-                messages.update()
-                .where(messages.c.id == row_id, messages.c.status == "planned")
-                .values(
-                    status="sending",
-                    claim_token=claim_token,
-                    claimed_at=now,
-                    claimed_on=today,
-                    dag_id=run.dag_id,
-                    run_id=run.run_id,
-                    map_index=run.map_index,
-                    try_number=run.try_number,
-                    attempts=messages.c.attempts + 1,
-                    updated_at=now,
-                )
-            ).rowcount
-            if taken != 1:
-                return Claim(False, "taken", row)
-            refusal = (self._suppressed(conn, row, now, not_on_whatsapp_days)
-                       or self._cadence(conn, row, today, min_days_between))
-            if refusal is None and capped:
-                assert recipient_cap is not None
-                refusal = self._over_cap(conn, row, now, recipient_cap)
-            if refusal is not None:
-                reason, message = refusal
-                conn.execute(
+        try:
+            with self.transaction() as conn:
+                current = conn.execute(sa.select(messages).where(messages.c.id == row_id)).first()
+                if current is None:
+                    return Claim(False, "missing")
+                row = dict(current._mapping)
+                capped = recipient_cap is not None and row["kind"] in recipient_cap.kinds and bool(row["recipient"])
+                if self._lock_per_invoice:
+                    who = f"customer:{row['customer_id']}" if row["customer_id"] else row["invoice_id"]
+                    locks = [f"{row['organization_id']}:{who}:{row['kind']}"]
+                    locks += [f"recipient:{row['recipient']}"] if capped else []
+                    for lock in locks:  # always in this order: no two claims wait on each other
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(lock.encode())})
+                group = _group(row_id)
+                taken = conn.execute(
                     messages.update()
-                    .where(messages.c.id == row_id)
-                    .values(status="skipped", reason=reason, error_message=message, claimed_at=None,
-                            claimed_on=None, settled_at=now)
-                )
-                return Claim(False, reason, row)
+                    .where(group, messages.c.status == "planned")
+                    .values(
+                        status="sending",
+                        claim_token=claim_token,
+                        claimed_at=now,
+                        claimed_on=today,
+                        dag_id=run.dag_id,
+                        run_id=run.run_id,
+                        map_index=run.map_index,
+                        try_number=run.try_number,
+                        attempts=messages.c.attempts + 1,
+                        updated_at=now,
+                    )
+                ).rowcount
+                size = conn.execute(sa.select(sa.func.count()).where(group)).scalar_one()
+                if taken == 0:
+                    return Claim(False, "taken", row)
+                if taken != size:
+                    raise _PartGroup  # rolls the whole claim back
+                refusal = (self._suppressed(conn, row, now, not_on_whatsapp_days)
+                           or self._cadence(conn, row, today, min_days_between))
+                if refusal is None and capped:
+                    assert recipient_cap is not None
+                    refusal = self._over_cap(conn, row, now, recipient_cap)
+                if refusal is not None:
+                    reason, message = refusal
+                    conn.execute(
+                        messages.update()
+                        .where(group)
+                        .values(status="skipped", reason=reason, error_message=message, claimed_at=None,
+                                claimed_on=None, settled_at=now)
+                    )
+                    return Claim(False, reason, row)
+        except _PartGroup:
+            return Claim(False, "taken", row)
         return Claim(True, None, row)
 
     @staticmethod
@@ -575,22 +677,33 @@ class SendLedger:
 
     @staticmethod
     def _cadence(conn: Connection, row: Mapping[str, Any], today: str, min_days_between: int) -> tuple[str, str] | None:
-        if min_days_between <= 0:
+        if min_days_between <= 0:  # pragma: no mutate - < is the same: a cutoff of today matches no claim
             return None
         cutoff = (date.fromisoformat(today) - timedelta(days=min_days_between)).isoformat()
+        lead = row["id"]
+        who = (messages.c.customer_id == row["customer_id"]) if row["customer_id"] else (
+            messages.c.invoice_id == row["invoice_id"])
+        # The same day's statement in another currency is a message of its own, not a repeat.
+        other_currency = sa.and_(
+            messages.c.occasion == row["occasion"],
+            sa.func.coalesce(messages.c.currency_code, "") != row.get("currency_code"),
+        ) if row.get("currency_code") else sa.false()
         earlier = conn.execute(
-            sa.select(messages.c.id, messages.c.occasion, messages.c.status).where(
+            sa.select(messages.c.id, messages.c.occasion, messages.c.status, messages.c.invoice_number).where(
                 messages.c.organization_id == row["organization_id"],
-                messages.c.invoice_id == row["invoice_id"],
+                who,
                 messages.c.kind == row["kind"],
-                messages.c.id != row["id"],
+                messages.c.id != lead,
+                sa.or_(messages.c.message_id.is_(None), messages.c.message_id != lead),
                 messages.c.status.in_(DELIVERED_OR_MAYBE),
                 messages.c.claimed_on > cutoff,
-            )
+                sa.not_(other_currency),
+            ).limit(1)
         ).first()
         if earlier is None:
             return None
-        return "cadence", f"already {earlier.status} for {earlier.occasion} (row {earlier.id})"
+        return "cadence", (f"this customer's reminder for {earlier.occasion} (with {earlier.invoice_number}, row "
+                           f"{earlier.id}) is {earlier.status}, within {min_days_between} day(s)")
 
     @staticmethod
     def _over_cap(conn: Connection, row: Mapping[str, Any], now: datetime, cap: RecipientCap) -> tuple[str, str] | None:
@@ -601,6 +714,7 @@ class SendLedger:
                 messages.c.id != row["id"],
                 messages.c.status.in_(DELIVERED_OR_MAYBE),
                 messages.c.claimed_at >= now - cap.window,
+                _is_lead(),  # messages, not the invoices they carry
             )
         ).scalar_one()
         if recent < cap.limit:
@@ -619,7 +733,7 @@ class SendLedger:
         error_code: int | None = None,
         error_message: str | None = None,
     ) -> bool:
-        """Record how a claimed send ended. Only the claim's holder can settle it."""
+        """Record how a claimed send ended, on every row of the message. Only the claim's holder can settle it."""
         if status not in ("sent", "failed", "unknown", "planned"):
             raise ValueError(f"cannot settle a message as {status!r}")
         now = self.now()
@@ -635,10 +749,10 @@ class SendLedger:
             values["wamid"] = wamid
         if status == "planned":  # released: Meta proved nothing was sent, so the cadence is free again
             values.update(claim_token=None, claimed_at=None, claimed_on=None, settled_at=None)
-        with self.transaction() as conn:
+        with self.transaction() as conn:  # every invoice of the message: the claim took them together
             return conn.execute(
-                messages.update().where(messages.c.id == row_id, messages.c.claim_token == claim_token).values(**values)
-            ).rowcount == 1
+                messages.update().where(_group(row_id), messages.c.claim_token == claim_token).values(**values)
+            ).rowcount >= 1
 
     # -- accounting ---------------------------------------------------------------------------
 
@@ -660,6 +774,12 @@ class SendLedger:
             .where(*where)
             .group_by(messages.c.status, messages.c.reason, messages.c.error_code)
         )
+        # A message carrying several invoices is one message: counted by its lead row.
+        message_query = (
+            sa.select(messages.c.status, sa.func.count()).where(*where, messages.c.status.in_(_SETTLED_BY_RUN + ("planned",)),
+                                                                _is_lead())
+            .group_by(messages.c.status)
+        )
         by_status: Counter[str] = Counter()
         skipped: Counter[str] = Counter()
         failed: Counter[str] = Counter()
@@ -670,11 +790,18 @@ class SendLedger:
                     skipped[reason or "unspecified"] += count
                 elif status == "failed":
                     failed[str(code or reason or "unspecified")] += count
+            message_counts = {status: count for status, count in conn.execute(message_query)}
+            stage_query = (sa.select(messages.c.stage, sa.func.count())
+                           .where(*where, messages.c.status == "sent", messages.c.stage.is_not(None))
+                           .group_by(messages.c.stage))
+            by_stage = {stage_key(stage): count for stage, count in sorted(conn.execute(stage_query))}
         return {
             "total": sum(by_status.values()),
             "by_status": dict(by_status),
             "skipped_by_reason": dict(skipped),
             "failed_by_code": dict(failed),
+            "messages_by_status": message_counts,
+            "sent_by_stage": by_stage,  # invoices reminded, by the stage each reached ("-3", "0", "+7", "+45")
         }
 
     def dispose(self) -> None:

@@ -218,6 +218,20 @@ audit_amounts = Table(
     Column("read_at", DateTime(timezone=True), nullable=False),
 )
 
+# One message, several invoices (a customer's statement): every invoice keeps its own row, and the
+# rows of one message point to its lead row (the one that holds what is sent; its own id). Claims,
+# settlements and receipts move the whole group together. ``stage``: the reminder stage (days from
+# the due date) that invoice reached with that message, so no stage is sent twice.
+message_columns = AddColumns(
+    messages,
+    Column("message_id", Integer),  # the lead row's id; NULL: a message of its own (alerts, older rows)
+    Column("stage", Integer),
+    Column("currency_code", String(3)),  # one message never mixes currencies: the cadence tells them apart
+)
+ix_messages_message = Index("ix_messages_message", messages.c.message_id)
+ix_messages_customer = Index("ix_messages_customer", messages.c.organization_id, messages.c.kind,
+                             messages.c.customer_id, messages.c.claimed_on)
+
 # Migrations run in order, each once; append, never edit one that has shipped.
 MIGRATIONS: list[tuple[int, str, list[Table | Index | AddColumns]]] = [
     (1, "messages ledger", [messages]),
@@ -225,5 +239,7 @@ MIGRATIONS: list[tuple[int, str, list[Table | Index | AddColumns]]] = [
     (3, "delivery receipts, replies, opt-outs", [delivery_columns, ix_messages_wamid, ix_messages_recipient,
                                                    whatsapp_events, whatsapp_replies, suppressions]),
     (4, "audit page: indexes, amounts read", [ix_messages_audit, ix_messages_audit_day, ix_messages_run, audit_amounts]),
+    (5, "one message per customer: message groups, stages", [message_columns, ix_messages_message,
+                                                             ix_messages_customer]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -1,4 +1,8 @@
-"""Who gets a payment reminder, and what it says. Pure functions: no I/O."""
+"""The invoices a reminder run considers, and whether one can be reminded at all. Pure functions: no I/O.
+
+Which stage an invoice is due (``rules.stages``), what Zoho says holds it (``rules.eligibility``) and
+the one message a customer gets for all of them (``rules.statement``) build on :class:`OverdueInvoice`.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +12,45 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from zoho_whatsapp.rules.messages import Planned, Skip, choose_recipient, plan_message
-from zoho_whatsapp.rules.money import format_amount, format_due_date, parse_amount
-from zoho_whatsapp.rules.phone import UnusableNumber, mask_phone
-from zoho_whatsapp.rules.templates import TemplateSpec
+from zoho_whatsapp.rules.messages import Skip, choose_recipient
+from zoho_whatsapp.rules.money import parse_amount
+from zoho_whatsapp.rules.phone import UnusableNumber
+from zoho_whatsapp.rules.stages import StageDecision
 
 REMINDER_KIND = "payment_reminder"
-# What the ledger keeps of an overdue invoice (its ``source``): what a reminder says, and for the audit
-# its status and total. Not Zoho's payment link (``invoice_url``), nor the numbers as typed.
+# What the ledger keeps of an invoice (its ``source``): what a reminder says, what Zoho says may hold it
+# (a promise to pay, reminders switched off), and for the audit its status and total. Not Zoho's
+# payment link (``invoice_url``), nor the numbers as typed.
 RECORD_FIELDS = (
     "invoice_id", "invoice_number", "customer_id", "customer_name", "status", "due_date", "currency_code",
-    "total", "balance",
+    "total", "balance", "payment_expected_date", "payment_reminder_enabled",
 )
+# Of each custom field, only what names it and its value (the reminders switch is matched on these).
+CUSTOM_FIELD_KEYS = ("api_name", "label", "customfield_id", "value")
 
 
 class InvalidInvoice(ValueError):
     """A Zoho invoice row lacks a field the reminder needs, or holds an impossible value."""
 
 
-@dataclass(frozen=True)
-class ReminderPolicy:
-    """The rules a reminder run applies; every field is a DAG param."""
-
-    template: str = "payment_reminder"
-    language: str = "en"
-    locale: str = "en_IN"  # Indian digit grouping: ₹1,48,500.00
-    min_days_between_reminders: int = 3
-
-
-def overdue_record(invoice: Mapping[str, Any], contact_numbers: Sequence[str], region: str) -> dict[str, Any]:
+def overdue_record(
+    invoice: Mapping[str, Any], contact_numbers: Sequence[str], region: str, contact: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """What the ledger records of one overdue invoice: :data:`RECORD_FIELDS` and the number a reminder goes to.
 
     The number is chosen here, while the numbers typed into Zoho are at hand, so the ledger keeps
     only the E.164 ``recipient`` (or, masked, why there is none). ``region`` is the organization's
-    ``country_code``: how numbers without a country code are read.
+    ``country_code``: how numbers without a country code are read. ``contact``'s
+    ``payment_reminder_enabled``, when the listing carries it, is kept as
+    ``contact_payment_reminder_enabled``.
     """
     record = {name: invoice[name] for name in RECORD_FIELDS if invoice.get(name) is not None}
+    fields = [{k: f[k] for k in CUSTOM_FIELD_KEYS if k in f} for f in invoice.get("custom_fields") or ()
+              if isinstance(f, Mapping)]
+    if fields:
+        record["custom_fields"] = fields
+    if contact is not None and contact.get("payment_reminder_enabled") is not None:
+        record["contact_payment_reminder_enabled"] = contact["payment_reminder_enabled"]
     try:
         record["recipient"] = choose_recipient(phone_candidates(invoice, contact_numbers), region)
     except UnusableNumber as exc:
@@ -68,6 +75,12 @@ def phone_candidates(invoice: Mapping[str, Any], contact_numbers: Sequence[str])
 
 @dataclass(frozen=True)
 class OverdueInvoice:
+    """An open invoice as a reminder sees it (overdue, or due soon for a pre-due stage).
+
+    ``decision`` is the stage it is due today once the stage rules have said so: only such an
+    invoice goes into a message (``rules.statement``).
+    """
+
     invoice_id: str
     invoice_number: str
     customer_id: str
@@ -76,6 +89,7 @@ class OverdueInvoice:
     balance: Decimal
     due_date: date
     recipient: str | None  # E.164, or None with the reason in ``unusable_number``
+    decision: StageDecision | None = None
     unusable_number: Skip | None = None
 
     @classmethod
@@ -106,21 +120,12 @@ class OverdueInvoice:
         )
 
 
-def plan_reminder(invoice: OverdueInvoice, policy: ReminderPolicy, spec: TemplateSpec) -> Planned | Skip:
-    """Decide one invoice: a reminder to send, or a skip with its reason. Never guesses a number."""
+def cannot_remind(invoice: OverdueInvoice) -> Skip | None:
+    """Why this invoice can never be reminded as it is (nothing owed, no number), or ``None``."""
     if invoice.balance == 0:
         return Skip("zero_balance", f"{invoice.invoice_number} has nothing left to pay")
-    if invoice.balance < 0:
+    if invoice.balance < 0:  # pragma: no mutate - <= is the same rule: a zero balance returned above
         return Skip("negative_balance", f"{invoice.invoice_number} has a balance of {invoice.balance}")
     if invoice.recipient is None:
         return invoice.unusable_number or Skip("no_mobile", f"{invoice.invoice_number}: no number recorded")
-    try:
-        params = {
-            "party_name": invoice.customer_name,
-            "invoice_number": invoice.invoice_number,
-            "amount_due": format_amount(invoice.balance, invoice.currency_code, policy.locale),
-            "due_date": format_due_date(invoice.due_date, policy.locale),
-        }
-    except ValueError as exc:
-        return Skip("template_error", f"{invoice.invoice_number}: {exc}", mask_phone(invoice.recipient))
-    return plan_message(spec, policy.language, invoice.recipient, params, invoice.invoice_number)
+    return None

@@ -19,6 +19,7 @@ from decimal import Decimal
 from zoho_whatsapp.rules.money import format_amount, format_due_date
 from zoho_whatsapp.rules.phone import mask_phone
 from zoho_whatsapp.rules.policy import CollectionsPolicy
+from zoho_whatsapp.rules.reminders import OverdueInvoice
 from zoho_whatsapp.rules.stages import StageDecision
 from zoho_whatsapp.rules.templates import (
     MAX_PARAMETER_CHARS,
@@ -50,19 +51,9 @@ MAX_RENDERED_BODY_CHARS = 1024
 TEMPLATE_ERROR = "template_error"
 
 
-@dataclass(frozen=True)
-class DueInvoice:
-    """An invoice that passed every rule and is due ``decision``'s stage today."""
-
-    invoice_id: str
-    invoice_number: str
-    customer_id: str
-    customer_name: str
-    currency_code: str
-    balance: Decimal
-    due_date: date
-    recipient: str  # E.164, from rules.reminders.choose_recipient
-    decision: StageDecision
+# An invoice that passed every rule and is due ``decision``'s stage today: the reminders' one invoice
+# type, with its ``decision`` and ``recipient`` set.
+DueInvoice = OverdueInvoice
 
 
 @dataclass(frozen=True)
@@ -109,7 +100,7 @@ class Statements:
     skipped: tuple[GroupSkip, ...]
 
 
-def group_key(invoice: DueInvoice) -> tuple[str, str, str]:
+def group_key(invoice: DueInvoice) -> tuple[str, str, str | None]:
     """Invoices sharing this key go in one message: customer, currency, number.
 
     The number is part of the key because an invoice may carry its own (typed for that invoice,
@@ -163,6 +154,9 @@ def build_customer_message(
     not_owed = [i.invoice_number for i in invoices if i.balance <= 0]
     if not_owed:
         raise ValueError(f"invoice(s) with nothing to pay cannot be reminded: {', '.join(not_owed)}")
+    undecided = [i.invoice_number for i in invoices if i.decision is None or not i.recipient]
+    if undecided:
+        raise ValueError(f"invoice(s) with no stage due or no number cannot be reminded: {', '.join(undecided)}")
 
     ordered = sorted(invoices, key=_order)
     first = ordered[0]

@@ -27,6 +27,7 @@ __all__ = [
     "next_send_day",
     "next_send_time",
     "parse_dates",
+    "window_closes_at",
 ]
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -149,6 +150,14 @@ def next_send_time(moment: datetime, window: SendWindow) -> datetime:
     if not (local.time() < window.start and is_send_day(day, window)):  # pragma: no mutate
         day = next_send_day(day + timedelta(days=1), window)
     return datetime.combine(day, window.start, tzinfo=IST)
+
+
+def window_closes_at(moment: datetime, window: SendWindow) -> datetime:
+    """When the window that is open at ``moment`` closes (IST): the same day's ``end``."""
+    local = _to_ist(moment)
+    if not is_within_window(local, window):
+        raise WindowError(f"the send window is not open at {local:%Y-%m-%d %H:%M} IST")
+    return datetime.combine(local.date(), window.end, tzinfo=IST)
 
 
 def parse_dates(values: Iterable[object], what: str) -> frozenset[date]:

@@ -248,6 +248,14 @@ class AuditQueries:
             query = query.where(messages.c.run_id == scope.run_id)
         return query
 
+    def _one_row_per_message(self) -> list[Any]:
+        """A message carrying several invoices (ledger migration 5) is counted once, on its lead row;
+        skips stay per invoice."""
+        if not self.shape.has("message_id"):
+            return []
+        return [sa.or_(messages.c.status.not_in(ATTEMPTED), messages.c.message_id.is_(None),
+                       messages.c.message_id == messages.c.id)]
+
     def _families(self, scope: Scope) -> list[tuple[str, tuple[str, ...], Any]]:
         """(family, kinds, day expression) for the reminder rows and the alert rows of the scope."""
         parts = []
@@ -319,7 +327,7 @@ class AuditQueries:
         for family, kinds, day in self._families(scope):
             query = sa.select(day.label("day"), messages.c.status, messages.c.reason, messages.c.error_code,
                               delivery.label("delivery"), late_code.label("late_code"), sa.func.count().label("n"))
-            query = self._scoped(query, scope, kinds).group_by(day, *group)
+            query = self._scoped(query, scope, kinds).where(*self._one_row_per_message()).group_by(day, *group)
             with self.engine.connect() as conn:
                 for row in conn.execute(query):
                     counts = days.setdefault(row.day, {}).setdefault(family, _counts(self.shape))
@@ -590,7 +598,7 @@ class AuditQueries:
         newest: dict[str, int] = {}
         for _family, kinds, _day in self._families(scope):
             query = sa.select(messages.c.customer_id, sa.func.count(), sa.func.max(messages.c.id)).where(
-                messages.c.status.in_(ATTEMPTED), messages.c.customer_id.isnot(None))
+                messages.c.status.in_(ATTEMPTED), messages.c.customer_id.isnot(None), *self._one_row_per_message())
             if search:
                 query = query.where(sa.func.lower(messages.c.customer_name).contains(search.lower(), autoescape=True))
             with self.engine.connect() as conn:

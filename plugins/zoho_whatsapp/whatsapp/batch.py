@@ -8,8 +8,10 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import KW_ONLY, asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -22,6 +24,8 @@ from zoho_whatsapp.whatsapp.batching import pair_rate_order
 from zoho_whatsapp.whatsapp.errors import Outcome, PairRateExceeded, ThroughputExceeded, WhatsAppSendError
 from zoho_whatsapp.whatsapp.hook import WhatsAppHook
 from zoho_whatsapp.whatsapp.rate_limit import RateLimiter
+from zoho_whatsapp.whatsapp.window_wait import HELD_FOR_WINDOW
+from zoho_whatsapp.whatsapp.window_wait import now as window_now
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +47,31 @@ class BatchRef:
     batches: int = field(default=0, compare=False)
     # The window planning used for numbers not on WhatsApp; the claim checks again with the same one.
     not_on_whatsapp_days: float = field(default=DEFAULT_NOT_ON_WHATSAPP_DAYS, compare=False)
+    # What planning decided by, for the send (reminders): the customer cadence each claim checks,
+    # the DAG params that override the policy file (send window, live balance), when the invoices
+    # were read from Zoho (ISO, UTC) and through which connection to read them again.
+    min_days_between: int = field(default=0, compare=False)
+    policy_overrides: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    fetched_at: str | None = field(default=None, compare=False)
+    zoho_conn_id: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat, for XCom and the task's log: organization_id, kind, occasion, batch, parallel_share, messages,
-        batches, not_on_whatsapp_days."""
+        batches, not_on_whatsapp_days, min_days_between, policy_overrides, fetched_at, zoho_conn_id."""
         return {**asdict(self.key), "batch": self.batch, "parallel_share": self.parallel_share,
-                "messages": self.messages, "batches": self.batches, "not_on_whatsapp_days": self.not_on_whatsapp_days}
+                "messages": self.messages, "batches": self.batches, "not_on_whatsapp_days": self.not_on_whatsapp_days,
+                "min_days_between": self.min_days_between, "policy_overrides": dict(self.policy_overrides),
+                "fetched_at": self.fetched_at, "zoho_conn_id": self.zoho_conn_id}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchRef:
         key = SendKey(str(data["organization_id"]), str(data["kind"]), str(data["occasion"]))
         return cls(key, int(data["batch"]), int(data.get("parallel_share", 1)), int(data.get("messages", 0)),
                    int(data.get("batches", 0)),
-                   not_on_whatsapp_days=float(data.get("not_on_whatsapp_days", DEFAULT_NOT_ON_WHATSAPP_DAYS)))
+                   not_on_whatsapp_days=float(data.get("not_on_whatsapp_days", DEFAULT_NOT_ON_WHATSAPP_DAYS)),
+                   min_days_between=int(data.get("min_days_between") or 0),
+                   policy_overrides=dict(data.get("policy_overrides") or {}),
+                   fetched_at=data.get("fetched_at"), zoho_conn_id=data.get("zoho_conn_id"))
 
     @property
     def label(self) -> str:
@@ -96,6 +112,9 @@ class BatchSender:
     backoff_seconds: float = 2.0
     pair_interval: float = PAIR_INTERVAL
     dry_run: bool = False
+    # Called with a message's lead row right before its claim; returns the row to claim (the message
+    # re-planned, e.g. with the current balance) or None when there is nothing left to send.
+    before_claim: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.messages_per_second)
@@ -110,8 +129,11 @@ class BatchSender:
         self._total = 0
         self._not_on_whatsapp_days = DEFAULT_NOT_ON_WHATSAPP_DAYS
 
-    def send(self, ref: BatchRef) -> BatchResult:
+    def send(self, ref: BatchRef, *, stop_at: datetime | None = None) -> BatchResult:
+        """``stop_at``: claim nothing from this moment on (the send window closes); the rest stays planned."""
         self._not_on_whatsapp_days = ref.not_on_whatsapp_days
+        self._stop_at = stop_at
+        self.min_days_between = max(self.min_days_between, ref.min_days_between)
         rows = self.ledger.batch_rows(ref.key, ref.batch)
         interrupted = self.ledger.mark_interrupted([r["id"] for r in rows if r["status"] == "sending"], self.run)
         if interrupted:
@@ -121,8 +143,10 @@ class BatchSender:
                 interrupted,
             )
             self._count("interrupted_unknown", interrupted)
-        todo = [r for r in rows if r["status"] == "planned"]
-        already = Counter(r["status"] for r in rows if r["status"] != "planned")
+        # A message is its lead row; the other rows of a statement go with it.
+        leads = [r for r in rows if r.get("message_id") in (None, r["id"])]
+        todo = [r for r in leads if r["status"] == "planned"]
+        already = Counter(r["status"] for r in leads if r["status"] != "planned")
         log.info(
             "batch %s of %s/%s: %d to send, already settled: %s",
             ref.batch, ref.key.kind, ref.key.occasion, len(todo), dict(already) or "none",
@@ -159,6 +183,9 @@ class BatchSender:
     def _send_one(self, row: dict[str, Any]) -> None:
         if self._stop.is_set():
             return
+        if self._stop_at is not None and window_now() >= self._stop_at:
+            self._count(HELD_FOR_WINDOW)
+            return
         self._wait_for_recipient(row["recipient"])
         try:
             self._claim_and_send(row)
@@ -166,6 +193,12 @@ class BatchSender:
             self._recipient_done(row["recipient"])
 
     def _claim_and_send(self, row: dict[str, Any]) -> None:
+        if self.before_claim is not None:
+            fresh = self.before_claim(row)
+            if fresh is None:  # nothing left to remind (paid since the fetch): recorded by before_claim
+                self._count("skipped_paid_since_fetch")
+                return
+            row = fresh
         token = uuid.uuid4().hex
         claim = self.ledger.claim(
             row["id"], self.run, token, min_days_between=self.min_days_between, recipient_cap=self.recipient_cap,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -124,6 +125,14 @@ class WhatsAppHook(BaseHook):
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers["Authorization"] = f"Bearer {self.settings.access_token}"
+        # requests would read the proxy variables, ~/.netrc and the CA bundle variables again on every
+        # request (a third of the hook's CPU per message at 1,000/s); read them once, here. A ~/.netrc
+        # entry no longer replaces the connection's token.
+        session.trust_env = False
+        session.proxies.update(requests.utils.get_environ_proxies(self.settings.base_url))
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if ca_bundle:
+            session.verify = ca_bundle
         return session
 
     def send_message(self, body: dict[str, Any]) -> str:

@@ -35,20 +35,25 @@ class RateLimiter:
         self.interval = (1.0 + jitter) / rate
         self._last = time.monotonic() - self.interval
         self._lock = threading.Lock()
+        # Only the thread next in turn sleeps until the next slot; the others block on this lock in
+        # the kernel. Without it every waiting thread (32 per batch) woke at each slot to find it
+        # taken: a thundering herd that cost CPU and delayed the grant it competed for.
+        self._turn = threading.Lock()
 
     def acquire(self) -> None:
         # A slot is granted only when it is taken, an interval after the previous grant, never
         # booked ahead: after a stall (a busy CPU, a paused process) the waiting threads are let
         # through one interval apart instead of all at once, so a backlog is never sent faster
         # than the cap.
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                wait = self._last + self.interval - now
-                if wait <= 0:
-                    self._last = now
-                    return
-            time.sleep(wait)
+        with self._turn:
+            while True:
+                with self._lock:
+                    now = time.monotonic()
+                    wait = self._last + self.interval - now
+                    if wait <= 0:
+                        self._last = now
+                        return
+                time.sleep(wait)
 
     def pause(self, seconds: float) -> None:
         """Push every future slot back, after the provider said we are too fast."""

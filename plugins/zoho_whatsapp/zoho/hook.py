@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from functools import cached_property
 from typing import Any
 
@@ -32,11 +34,13 @@ from zoho_whatsapp.zoho.oauth import ZohoSettings, mint_access_token
 from zoho_whatsapp.zoho.regions import ACCOUNTS_HOSTS, API_HOSTS, allowed_url, get_region
 from zoho_whatsapp.zoho.token_cache import CachedToken, TokenCache
 
-__all__ = ["Organization", "RetryPolicy", "ZohoBooksHook", "ZohoSettings"]
+__all__ = ["Organization", "RequestPacer", "RetryPolicy", "ZohoBooksHook", "ZohoSettings"]
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200  # Zoho's maximum per_page
+# Zoho's own words for an invoice still owed: sent, overdue, partially_paid and viewed.
+UNPAID = "unpaid"
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,60 @@ class RetryPolicy:
         return None
 
 
+class RequestPacer:
+    """At most ``limit`` requests in any ``window_seconds`` (Zoho: 100 a minute per organization).
+
+    A sliding window over this process's requests. A request is counted from :meth:`wait` (before
+    it leaves) and then dated by :meth:`done` (when its answer is back): Zoho counts it somewhere
+    in between, so a new request waits until the oldest answer is a full window old, whatever the
+    network took. Other processes calling the same organization are not seen here; their excess
+    comes back as 429 code 44, which :class:`RetryPolicy` waits out.
+    """
+
+    def __init__(
+        self,
+        limit: int = 100,
+        window_seconds: float = 60.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        margin_seconds: float = 0.01,
+    ) -> None:
+        if limit < 1 or window_seconds <= 0:
+            raise ValueError(f"pacing needs limit >= 1 and a positive window, got {limit} per {window_seconds}s")
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self.clock = clock
+        self.sleep = sleep
+        self.margin_seconds = margin_seconds
+        self.waited_seconds = 0.0
+        self._answered: deque[float] = deque()  # when each answer in the window came back, oldest first
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Block until one more request fits in the window, then count it as in flight."""
+        while True:
+            with self._lock:
+                now = self.clock()
+                while self._answered and self._answered[0] <= now - self.window_seconds:
+                    self._answered.popleft()
+                if len(self._answered) + self._in_flight < self.limit:
+                    self._in_flight += 1
+                    return
+                oldest = self._answered[0] if self._answered else now  # all in flight: look again shortly
+                # never less than a millisecond: a float clock may not move for a smaller pause
+                pause = max(oldest + self.window_seconds - now + self.margin_seconds, 0.001)
+                self.waited_seconds += pause
+            self.sleep(pause)
+
+    def done(self) -> None:
+        """The request counted by the last :meth:`wait` has its answer (or failed)."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._answered.append(self.clock())
+
+
 class ZohoBooksHook(BaseHook):
     """
     Talk to Zoho Books v3 with a cached, shared OAuth access token.
@@ -134,7 +192,9 @@ class ZohoBooksHook(BaseHook):
         self.max_wait_seconds = max_wait_seconds
         self.use_variable_cache = use_variable_cache
         self.api_calls = 0  # Books API requests made by this hook (the daily quota counts these)
+        self.write_calls = 0  # of which writes (comments): reported apart from the reads a run needs
         self.token_requests = 0
+        self.pacer: RequestPacer | None = None  # set (e.g. by ZohoComments) to stay within 100/minute
         self._token: CachedToken | None = None
         self._token_lock = threading.Lock()
         self._organization: Organization | None = None
@@ -286,18 +346,23 @@ class ZohoBooksHook(BaseHook):
         self, method: str, path: str, token: str, *, params: dict[str, Any], json: dict[str, Any] | None
     ) -> requests.Response:
         """Send one Books API request; no answer at all raises :class:`ZohoUnreachable`."""
+        url = f"{self.api_root}/{path.lstrip('/')}"
+        pacer = self.pacer
+        if pacer is not None:
+            pacer.wait()
         self.api_calls += 1
+        if method.upper() != "GET":
+            self.write_calls += 1
         try:
             return self._session.request(
-                method,
-                f"{self.api_root}/{path.lstrip('/')}",
-                params=params,
-                json=json,
-                headers={"Authorization": f"Zoho-oauthtoken {token}"},
-                timeout=self.timeout,
+                method, url, params=params, json=json,
+                headers={"Authorization": f"Zoho-oauthtoken {token}"}, timeout=self.timeout,
             )
         except requests.RequestException as exc:
             raise ZohoUnreachable(f"{method} {path} failed: {exc}", conn_id=self.zoho_books_conn_id) from exc
+        finally:
+            if pacer is not None:
+                pacer.done()
 
     def check_response(self, response: requests.Response, what: str) -> dict[str, Any]:
         """The envelope of a successful answer; otherwise raise the class for Zoho's code."""
@@ -307,6 +372,11 @@ class ZohoBooksHook(BaseHook):
             return body
         error.retry_after = _reset_seconds(response)
         raise error
+
+    @property
+    def read_calls(self) -> int:
+        """Books API reads made by this hook: what a run's call budget is about."""
+        return self.api_calls - self.write_calls
 
     def iter_pages(self, path: str, key: str, params: dict[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
         """Yield each page's rows, 200 at a time, until ``page_context.has_more_page`` is false."""
@@ -374,24 +444,28 @@ class ZohoBooksHook(BaseHook):
 
     # -- receivables ------------------------------------------------------------------------
 
-    def iter_overdue_invoices(self) -> Iterator[dict[str, Any]]:
-        """Every overdue invoice once, streamed in Zoho's order (due date), 200 per request.
+    def iter_unique_rows(self, path: str, key: str, params: dict[str, Any], id_field: str) -> Iterator[dict[str, Any]]:
+        """Every row of a listing once, in Zoho's order, 200 per request.
 
         Zoho has been seen listing a row twice across pages; the repeat is dropped here.
         """
         seen: set[str] = set()
         duplicates = 0
-        params = {"status": "overdue", "sort_column": "due_date", "sort_order": "A"}
-        for rows in self.iter_pages("invoices", "invoices", params):
+        for rows in self.iter_pages(path, key, params):
             for row in rows:
-                invoice_id = str(row.get("invoice_id") or "")
-                if invoice_id in seen:
+                row_id = str(row.get(id_field) or "")
+                if row_id in seen:
                     duplicates += 1
                     continue
-                seen.add(invoice_id)
+                seen.add(row_id)
                 yield row
         if duplicates:
-            log.info("Zoho listed %d invoice(s) twice; kept one copy of each", duplicates)
+            log.info("Zoho listed %d %s row(s) twice; kept one copy of each", duplicates, path)
+
+    def iter_overdue_invoices(self) -> Iterator[dict[str, Any]]:
+        """Every overdue invoice once, streamed in Zoho's order (due date), 200 per request."""
+        params = {"status": "overdue", "sort_column": "due_date", "sort_order": "A"}
+        return self.iter_unique_rows("invoices", "invoices", params, "invoice_id")
 
     def list_overdue_invoices(self) -> list[dict[str, Any]]:
         """Every overdue invoice, once each, oldest due date first."""
@@ -399,13 +473,53 @@ class ZohoBooksHook(BaseHook):
             self.iter_overdue_invoices(), key=lambda r: (str(r.get("due_date") or ""), str(r.get("invoice_id")))
         )
 
+    def iter_invoices_due_between(self, start: date, end: date) -> Iterator[dict[str, Any]]:
+        """Unpaid invoices not yet overdue whose due date is ``start``..``end`` (both included, IST days).
+
+        What the pre-due stages (``-3``, ``0``) need, in one listing beside the overdue one:
+        ``status=unpaid`` with the contract's ``due_date_start``/``due_date_end``, 200 per request,
+        each invoice once. A row Zoho already calls overdue is left to :meth:`iter_overdue_invoices`,
+        so the two listings never hand the same invoice over twice. List rows carry
+        ``payment_expected_date`` and ``custom_fields`` as they are.
+        """
+        if end < start:
+            raise ValueError(f"due-date range ends ({end}) before it starts ({start})")
+        params = {
+            "status": UNPAID,
+            "due_date_start": start.isoformat(),
+            "due_date_end": end.isoformat(),
+            "sort_column": "due_date",
+            "sort_order": "A",
+        }
+        for row in self.iter_unique_rows("invoices", "invoices", params, "invoice_id"):
+            if str(row.get("status") or "").lower() != "overdue":
+                yield row
+
+    def list_open_invoices(self, customer_id: str) -> list[dict[str, Any]]:
+        """A customer's unpaid invoices as Zoho has them now, oldest due date first.
+
+        The live-balance re-read before a late send: one call per 200 of the customer's invoices
+        (``customer_id`` + ``status=unpaid``); an invoice paid since the fetch is simply not here.
+        """
+        params = {"customer_id": str(customer_id), "status": UNPAID, "sort_column": "due_date", "sort_order": "A"}
+        rows = self.iter_unique_rows("invoices", "invoices", params, "invoice_id")
+        return sorted(rows, key=lambda r: (str(r.get("due_date") or ""), str(r.get("invoice_id"))))
+
     def list_overdue_contacts(self) -> dict[str, dict[str, Any]]:
         """Customers with an overdue invoice, keyed by ``contact_id``: one paginated pass."""
-        contacts: dict[str, dict[str, Any]] = {}
-        for rows in self.iter_pages("contacts", "contacts", {"filter_by": "Invoice.OverDue"}):
-            for row in rows:
-                contacts[str(row.get("contact_id"))] = row
-        return contacts
+        return self._contacts_with("Invoice.OverDue")
+
+    def list_unpaid_contacts(self) -> dict[str, dict[str, Any]]:
+        """Customers with an unpaid invoice, overdue or not yet due, keyed by ``contact_id``.
+
+        ``filter_by=Invoice.Unpaid`` (contacts.yml): ⌈customers/200⌉ calls give the numbers of
+        everyone a pre-due or overdue stage may message.
+        """
+        return self._contacts_with("Invoice.Unpaid")
+
+    def _contacts_with(self, filter_by: str) -> dict[str, dict[str, Any]]:
+        rows = self.iter_unique_rows("contacts", "contacts", {"filter_by": filter_by}, "contact_id")
+        return {str(row.get("contact_id")): row for row in rows}
 
     def get_contact(self, contact_id: str) -> dict[str, Any]:
         return self.request("GET", f"contacts/{contact_id}").get("contact") or {}
