@@ -8,6 +8,7 @@ fixed before that import, and whose peak memory is its own.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import queue
@@ -87,6 +88,14 @@ class Section:
         fig = Figure(self.name, name, float(value), unit, target, better, note)
         self.figures.append(fig)
         return fig
+
+
+def zoho_budget(overdue_rows: int, listing: dict[str, Any]) -> int:
+    """The Zoho calls a reminder run may make: a page per 200 rows of each listing (the overdue one; the
+    due-soon one when a pre-due stage asks for it, at least a page), a page per 200 customers listed, plus 2
+    (the token and the organization)."""
+    upcoming = max(1, math.ceil((listing.get("upcoming_invoices") or 0) / 200)) if listing.get("upcoming_listed") else 0
+    return math.ceil(overdue_rows / 200) + upcoming + math.ceil((listing.get("customers_listed") or 0) / 200) + 2
 
 
 def base_env(airflow_home: Path) -> dict[str, str]:

@@ -19,7 +19,9 @@ def load() -> tuple[Any, Any]:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module, module.zoho_books_payment_reminders()
+    # One DAG per Zoho organization (include/config/organizations.yaml): the first keeps the plain id.
+    built = module.zoho_books_payment_reminders()
+    return module, next(d for d in (built if isinstance(built, list) else [built]) if d.dag_id == DAG_ID)
 
 
 def send_settings() -> dict[str, Any]:
@@ -36,7 +38,8 @@ def send_settings() -> dict[str, Any]:
         "concurrency_scope": "dag" if kwargs.get("max_active_tis_per_dag") else "dagrun",
         "pool": kwargs.get("pool"),
         "operator_kwargs": {
-            k: v for k, v in kwargs.items() if k in ("max_workers", "whatsapp_conn_id", "ledger_conn_id")
+            k: v for k, v in kwargs.items()
+            if k in ("max_workers", "whatsapp_conn_id", "ledger_conn_id", "min_days_between_reminders")
         },
         "params": params,
     }

@@ -6,13 +6,12 @@ Each step runs in a fresh process, as each is its own Airflow task (``fetch_over
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import SandboxProcess, Section, base_env, ledger_env, peak_rss_mb, run_child
+from bench.harness import SandboxProcess, Section, base_env, ledger_env, peak_rss_mb, run_child, zoho_budget
 
 MAX_MAP_LENGTH = 1024  # Airflow's default [core] max_map_length
 RSS_LIMIT_MB = 300
@@ -69,7 +68,7 @@ def run(work: Path, *, invoices: int = 50_000) -> Section:
         token_calls = len(sb.requests("zoho_oauth"))
         duplicate_rows = 1 if sb.get("/faults")["faults"].get("zoho_duplicate_overdue_row") and invoices > 200 else 0
     customers = len({i["customer_id"] for i in truth})
-    budget = math.ceil((len(truth) + duplicate_rows) / 200) + math.ceil(customers / 200) + 2
+    budget = zoho_budget(len(truth) + duplicate_rows, fetched["fetched"])
     section.add(f"fetch {invoices:,} invoices: peak RSS", fetched["peak_rss_mb"], "MB", target=RSS_LIMIT_MB,
                 note=f"fetch_overdue_invoices task process, {fetched['seconds']:.1f}s")
     section.add(f"plan {invoices:,} invoices: peak RSS", planned["peak_rss_mb"], "MB", target=RSS_LIMIT_MB,

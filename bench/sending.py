@@ -131,7 +131,6 @@ def _take_batches(queue: Any, settings: dict[str, Any], params: dict[str, Any], 
             task_id="send_reminders",
             batch=ref,
             messages_per_second=params["messages_per_second"],
-            min_days_between_reminders=params["min_days_between_reminders"],
             dry_run=False,
             **settings["operator_kwargs"],
         )

@@ -47,7 +47,9 @@ def main() -> int:
     for leftover in HOME.glob("reminder_ledger.db*"):  # each demo starts from an empty ledger (and its WAL)
         leftover.unlink()
     started = time.monotonic()
-    sb = Sandbox(host="127.0.0.1", port=0, seed=42).start()
+    # The collections scenario adds customers with 1, 2, 11 and 40 open invoices, two currencies, promises to
+    # pay, reminders switched off, invoices due in 1-3 days and balances below the minimum.
+    sb = Sandbox(host="127.0.0.1", port=0, seed=42, scenario="collections").start()
     print(f"sandbox (Zoho OAuth + Zoho Books + WhatsApp Cloud API) listening on {sb.url}")
     connections = {**sb.connections(), **local_airflow.sqlite_ledger(ledger_path)}
     connections["whatsapp_default"]["extra"].update(sb.webhook_extras())  # checks the sandbox's signatures
@@ -87,6 +89,7 @@ def report(sb: object, ledger_path: Path, seconds: float) -> None:
     import sqlalchemy as sa
 
     from zoho_whatsapp.ledger.delivery import delivery_summary, recent_replies
+    from zoho_whatsapp.rules.phone import mask_phone
 
     engine = sa.create_engine(f"sqlite:///{ledger_path}")
     with engine.connect() as conn:
@@ -95,6 +98,10 @@ def report(sb: object, ledger_path: Path, seconds: float) -> None:
         replies = recent_replies(conn)
     engine.dispose()
     status = Counter(r["status"] for r in rows)
+    # One message covers a customer's invoices: the lead row holds it, the others point to it (message_id).
+    leads = [r for r in rows if r["status"] == "sent" and r["message_id"] in (None, r["id"])]
+    per_customer = Counter(Counter(r["customer_id"] for r in leads).values())
+    by_stage = Counter(r["stage"] for r in rows if r["status"] == "sent" and r["stage"] is not None)
     skipped = Counter(r["reason"] for r in rows if r["status"] == "skipped")
     failed = Counter(str(r["error_code"] or r["reason"]) for r in rows if r["status"] == "failed")
     received = sb.messages()
@@ -102,8 +109,15 @@ def report(sb: object, ledger_path: Path, seconds: float) -> None:
     token_calls = len(sb.requests(service="zoho_oauth"))
     print()
     print("=" * 72)
-    print(f"Overdue invoices in Zoho Books:   {len(rows)}")
-    print(f"WhatsApp reminders sent:          {status.get('sent', 0)}   (the sandbox received {len(received)})")
+    print(f"Invoices owed in Zoho Books:      {len(rows)}   (overdue, and due within the pre-due stages)")
+    print(f"Invoices reminded:                {status.get('sent', 0)}")
+    print(f"WhatsApp messages sent:           {len(leads)}   (the sandbox received {len(received)}; "
+          f"{len(leads) / max(1, status.get('sent', 0)):.2f} per reminded invoice)")
+    print("Invoices reminded, by stage (days from the due date):")
+    for stage, n in sorted(by_stage.items()):
+        print(f"    {stage:<+28d}{n}")
+    print("Customers by messages received today: "
+          + ", ".join(f"{n} message(s): {c}" for n, c in sorted(per_customer.items())))
     print(f"Skipped:                          {status.get('skipped', 0)}")
     for reason, n in skipped.most_common():
         print(f"    {reason:<28}{n}")
@@ -119,9 +133,11 @@ def report(sb: object, ledger_path: Path, seconds: float) -> None:
     print(f"Zoho Books API calls used:        {zoho_calls}   (+{token_calls} token request(s))")
     print(f"Wall time:                        {seconds:.1f}s")
     print("=" * 72)
-    print("\nThree of the messages, as the customers read them:\n")
-    for message in received[:3]:
-        print(f"  to {message['to']}:")
+    print("\nTwo of the messages, as the customers read them (one for a single invoice, one for several):\n")
+    several = max(received, key=lambda m: int(m["parameters"].get("invoice_count") or 1), default=None)
+    single = next((m for m in received if "invoice_count" not in m["parameters"]), None)
+    for message in [m for m in (single, several) if m is not None]:
+        print(f"  to {mask_phone('+' + message['to'].lstrip('+'))}:")
         print(f"    {message['text']}\n")
     examples = [r for r in rows if r["status"] == "skipped" and r["reason"] not in ("cadence",)][:3]
     if examples:

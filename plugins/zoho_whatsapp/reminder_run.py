@@ -97,6 +97,7 @@ def fetch_into_ledger(
     # reminders switch, where the listing carries it).
     contacts = hook.list_unpaid_contacts() if upcoming else hook.list_overdue_contacts()
     numbers = {cid: contact_numbers(c) for cid, c in contacts.items()}
+    customers_listed = len(numbers)
     switches = {cid: {"payment_reminder_enabled": c["payment_reminder_enabled"]} for cid, c in contacts.items()
                 if c.get("payment_reminder_enabled") is not None}
     del contacts
@@ -143,6 +144,8 @@ def fetch_into_ledger(
         "occasion": key.occasion,
         "overdue_invoices": overdue,
         "upcoming_invoices": seen - overdue,
+        "upcoming_listed": upcoming is not None,
+        "customers_listed": customers_listed,
         "invoices": seen,
         "fetched_at": fetched_at.isoformat(),
         "zoho_conn_id": zoho_conn_id,
@@ -297,7 +300,8 @@ def account_for_run(
     if dry_run:
         this_run["would_send"] = this_run["messages"]["planned"]  # messages; "planned" counts their invoices
     totals = {"overdue_invoices": fetched["overdue_invoices"], "invoices": fetched.get("invoices",
-              fetched["overdue_invoices"]), **tally}
+              fetched["overdue_invoices"]), "zoho_listing": {k: fetched.get(k) for k in (
+                  "upcoming_invoices", "upcoming_listed", "customers_listed")}, **tally}
     report = {
         "occasion": key.occasion,
         "run_id": run_id,

@@ -7,7 +7,6 @@ trigger's moment once the trigger has fired (the morning, in a second instead of
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ import pytest
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
 from tests.conftest import xcom_result
+from tests.whatsapp.test_send_window import Clock
 from zoho_whatsapp.rules.policy import POLICY_PATH_ENV
 from zoho_whatsapp.rules.window import IST
 from zoho_whatsapp.whatsapp import window_wait
@@ -26,18 +26,6 @@ DAG_ID = "zoho_books_payment_reminders"
 MONDAY_9 = pendulum.datetime(2026, 11, 16, 9, tz="Asia/Kolkata")
 TUESDAY_9 = datetime(2026, 11, 17, 9, 0, tzinfo=IST)
 pytestmark = pytest.mark.dag
-
-
-class Clock:
-    """The time the window code sees; ``tick`` moves it on at every reading (a batch takes time)."""
-
-    def __init__(self, moment: datetime, tick: timedelta = timedelta(0)) -> None:
-        self.moment, self.tick, self._lock = moment, tick, threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            now, self.moment = self.moment, self.moment + self.tick
-            return now
 
 
 @pytest.fixture

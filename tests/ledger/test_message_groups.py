@@ -88,6 +88,13 @@ def test_concurrent_claims_of_one_message_take_it_once_whole(ledger: SendLedger)
     assert set(statuses(ledger, lead)) == {"sending"} and len({r["claim_token"] for r in ledger.rows()}) == 1
 
 
+def test_a_message_that_is_not_in_the_ledger_is_not_claimed(ledger: SendLedger) -> None:
+    lead = plan_statement(ledger, "2026-11-20", [invoice(1)])
+    result = claim(ledger, lead + 1000, "t")
+    assert (result.claimed, result.reason) == (False, "missing")
+    assert statuses(ledger, lead) == ["planned"]
+
+
 def test_a_message_whose_rows_moved_on_is_not_claimed_at_all(ledger: SendLedger) -> None:
     lead = plan_statement(ledger, "2026-11-20", [invoice(1), invoice(2), invoice(3)])
     other = max(r["id"] for r in ledger.rows())
