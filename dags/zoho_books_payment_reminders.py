@@ -171,7 +171,7 @@ def zoho_books_payment_reminders(books: ZohoOrganization) -> None:
         from zoho_whatsapp.reminder_run import account_for_run
 
         report = account_for_run(fetched, run_id=dag_run.run_id, dry_run=bool(mode["dry_run"]),
-                                 unknown_after_minutes=float(params["unknown_after_minutes"]))
+                                 unknown_after_minutes=float(params["unknown_after_minutes"]), params=dict(params))
         if mode["dry_run"]:
             logging.getLogger(__name__).warning("%s", mode["why"])
         return {**report, "mode": mode["why"]}

@@ -23,6 +23,7 @@ from zoho_whatsapp import pipeline
 from zoho_whatsapp.ledger import RunInfo, SendKey, SendLedger
 from zoho_whatsapp.ledger.delivery import DEFAULT_UNKNOWN_AFTER, suppressed_recipients, suppression_detail
 from zoho_whatsapp.ledger.ledger import DEFAULT_NOT_ON_WHATSAPP_DAYS, IST, OPEN, ist_day
+from zoho_whatsapp.reminder_notes import note_sent_reminders
 from zoho_whatsapp.rules.collections import DayPlan, plan_day
 from zoho_whatsapp.rules.messages import Skip
 from zoho_whatsapp.rules.money import parse_amount
@@ -281,9 +282,13 @@ def account_for_run(
     run_id: str,
     dry_run: bool,
     unknown_after_minutes: float = DEFAULT_UNKNOWN_AFTER.total_seconds() / 60,
+    params: dict[str, Any] | None = None,
     ledger_conn_id: str = LEDGER_CONN_ID,
 ) -> dict[str, Any]:
     """Report what this run did and, apart, every overdue invoice's fate for the date; fail if any is open.
+
+    With the policy's opt-in ``zoho_notes``, the sent messages' notes are written in Zoho Books first
+    (:mod:`zoho_whatsapp.reminder_notes`; ``zoho_notes`` in the report).
 
     ``this_run``: what this run sent, skipped, failed or left unknown (a dry run: ``would_send``);
     a re-run of a date already sent reports ``sent 0`` there. ``date_totals``: every run of the
@@ -294,6 +299,9 @@ def account_for_run(
     dead = 0 if dry_run else ledger.close_dead_claims(key, run_id=run_id)
     tally = pipeline.tally(ledger, key, run_id=run_id, unknown_after=timedelta(minutes=unknown_after_minutes))
     sample = list(islice(ledger.iter_rows(key=key, status=OPEN, chunk_size=10), 10)) if tally["open"] else []
+    notes = None if dry_run else note_sent_reminders(
+        ledger, key, reminder_policy(params or {}).zoho_notes, zoho_conn_id=fetched.get("zoho_conn_id"),
+        calls_used_before=int(fetched.get("zoho_api_calls") or 0))
     ledger.dispose()
     this_run, delivery = tally.pop("this_run"), tally.pop("delivery")
     this_run["retired"] = fetched.get("retired", 0)
@@ -311,6 +319,8 @@ def account_for_run(
         "delivery": delivery,
         "zoho_api_calls": fetched.get("zoho_api_calls"),
     }
+    if notes is not None:
+        report["zoho_notes"] = notes
     _log_report(report, unknown_after_minutes)
     if dead:
         log.warning("%d message(s) were left mid-send by a dead task: recorded unknown, not resent", dead)

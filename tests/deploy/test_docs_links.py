@@ -141,6 +141,9 @@ def dag_params(dag_file: Path) -> tuple[str, dict[str, object]]:
     raise AssertionError(f"no @dag(...) in {dag_file}")
 
 
+POLICY_DEFAULT = "from `include/config/reminder_policy.yaml`"
+
+
 def readme_params(dag_id: str) -> dict[str, str]:
     """{param: default as written} from the params table under the README heading naming the DAG."""
     text = README.read_text()
@@ -149,6 +152,9 @@ def readme_params(dag_id: str) -> dict[str, str]:
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 3 and cells[0].startswith("`") and cells[0] != "param":
+            if cells[1].startswith(POLICY_DEFAULT):  # params whose default (None) is the policy file's value
+                rows.update((n.strip(" `"), "None") for n in cells[0].split(","))
+                continue
             names = [n.strip(" `") for n in cells[0].split("/")]
             defaults = [d.strip(" `") for d in cells[1].split(" / ")] if len(names) > 1 else [cells[1].strip("`")]
             rows.update(zip(names, defaults, strict=True))

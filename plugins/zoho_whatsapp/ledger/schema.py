@@ -227,6 +227,7 @@ message_columns = AddColumns(
     Column("message_id", Integer),  # the lead row's id; NULL: a message of its own (alerts, older rows)
     Column("stage", Integer),
     Column("currency_code", String(3)),  # one message never mixes currencies: the cadence tells them apart
+    Column("noted_at", DateTime(timezone=True)),  # when the opt-in note on the invoice in Zoho Books was written
 )
 ix_messages_message = Index("ix_messages_message", messages.c.message_id)
 ix_messages_customer = Index("ix_messages_customer", messages.c.organization_id, messages.c.kind,

@@ -38,6 +38,7 @@ __all__ = [
     "CollectionsPolicy",
     "CustomFieldSwitch",
     "PolicyError",
+    "ZohoNotes",
     "Stage",
     "load_policy",
     "resolve_policy_path",
@@ -124,6 +125,21 @@ class CustomFieldSwitch:
 
 
 @dataclass(frozen=True)
+class ZohoNotes:
+    """Opt-in: a note on the invoice in Zoho Books after each reminder, within the day's API quota."""
+
+    enabled: bool = False
+    daily_quota: int = 1000  # the organization's plan: Free 1000, Standard 2000, Professional 5000, Premium+ 10000
+    reserve_calls: int = 200  # calls of the day's quota the notes leave for everything else
+
+    def __post_init__(self) -> None:
+        _bool(self.enabled, "zoho_notes.enabled")
+        if _whole(self.daily_quota, "zoho_notes.daily_quota") < 1:
+            raise PolicyError("zoho_notes.daily_quota must be at least 1")
+        _whole(self.reserve_calls, "zoho_notes.reserve_calls")
+
+
+@dataclass(frozen=True)
 class CollectionsPolicy:
     """Everything a reminder run decides by; built from the YAML file, then DAG params."""
 
@@ -136,6 +152,7 @@ class CollectionsPolicy:
     reminders_field: CustomFieldSwitch | None = field(default_factory=CustomFieldSwitch)
     portal_url: str | None = None
     live_balance_after_minutes: int = 15
+    zoho_notes: ZohoNotes = field(default_factory=ZohoNotes)
     language: str = "en"
     locale: str = "en_IN"
 
@@ -214,6 +231,12 @@ class CollectionsPolicy:
             kwargs["reminders_field"] = _custom_field(data["reminders_custom_field"])
         if "portal_url" in data:
             kwargs["portal_url"] = data["portal_url"] or None
+        if data.get("zoho_notes") is not None:
+            notes = data["zoho_notes"]
+            if not isinstance(notes, Mapping):
+                raise PolicyError("zoho_notes: expected a mapping (enabled, daily_quota, reserve_calls)")
+            _only(notes, ("enabled", "daily_quota", "reserve_calls"), "zoho_notes")
+            kwargs["zoho_notes"] = ZohoNotes(**{k: v for k, v in notes.items() if v is not None})
         for name in ("language", "locale"):
             if data.get(name) is not None:
                 kwargs[name] = str(data[name])
@@ -298,6 +321,7 @@ _FILE_KEYS = frozenset(
         "reminders_custom_field",
         "portal_url",
         "live_balance_after_minutes",
+        "zoho_notes",
         "language",
         "locale",
     }

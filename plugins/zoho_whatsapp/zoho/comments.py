@@ -9,7 +9,7 @@ message: one write per message, whatever the number of invoices.
 Writes spend the organization's daily API quota, which reads need too. So this is off unless the
 caller makes a :class:`ZohoComments`, every write is paced with the hook's other calls within
 Zoho's 100 requests a minute, writing stops while fewer than ``reserve_calls`` of the day's quota
-would be left, and Zoho's "daily quota exhausted" (429 code 45) stops it for good, never retried
+would be left, and Zoho's "daily quota exhausted" (:class:`ZohoQuotaExhausted`) stops it for good, never retried
 (one :class:`ZohoComments` serves one send task: a later task that day makes at most one more
 attempt, which Zoho refuses). A note that cannot be written is counted and
 logged, never raised: the message it describes has been sent already.
@@ -44,7 +44,7 @@ MAX_NAMED_INVOICES = 50  # a note naming more says "and N more": the reader want
 
 # Why a note was not written (ZohoComments.not_written's keys).
 QUOTA_RESERVE = "quota_reserve"  # writing would eat into the calls kept for reads
-QUOTA_EXHAUSTED = "quota_exhausted"  # Zoho said code 45 today
+QUOTA_EXHAUSTED = "quota_exhausted"  # ZohoQuotaExhausted today
 FAILED = "failed"  # any other Zoho error; the reminder itself is unaffected
 
 def reminder_note(phone_masked: str, invoice_numbers: Sequence[str], stage_key: str) -> str:
@@ -169,7 +169,7 @@ class ZohoComments:
 
     def _exhausted(self) -> None:
         self.stopped = QUOTA_EXHAUSTED
-        log.warning("Zoho Books says the daily API quota is spent (code 45): no more reminder notes today "
+        log.warning("Zoho Books says the daily API quota is spent: no more reminder notes today "
                     "(%d written)", self.written)
 
     def _invoice_id(self, invoice_number: str) -> str | None:

@@ -100,7 +100,7 @@ class RequestPacer:
     it leaves) and then dated by :meth:`done` (when its answer is back): Zoho counts it somewhere
     in between, so a new request waits until the oldest answer is a full window old, whatever the
     network took. Other processes calling the same organization are not seen here; their excess
-    comes back as 429 code 44, which :class:`RetryPolicy` waits out.
+    comes back as :class:`ZohoRateLimited`, which :class:`RetryPolicy` waits out.
     """
 
     def __init__(
