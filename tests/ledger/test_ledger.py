@@ -241,3 +241,23 @@ def test_embedded_sqlite_file_is_readable_by_its_owner_only(set_connection, tmp_
     assert tmp_path / "reminder_ledger.db" in files
     assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
     ledger.dispose()
+
+
+def test_an_opted_out_number_is_refused_even_under_the_alert_cap(ledger: SendLedger) -> None:
+    from zoho_whatsapp.ledger.delivery import apply_reply
+    from zoho_whatsapp.webhooks.whatsapp_events import InboundMessage
+
+    number, cap = "+919820012345", RecipientCap(5, ("invoice_created", "payment_received"))
+    now = datetime.now(UTC)
+    with ledger.transaction() as conn:  # the customer replied STOP after the alert was planned
+        apply_reply(conn, InboundMessage(message_id="in1", sender=number, at=now, type="text", text="STOP"),
+                    now=now, opt_out=("STOP",), opt_in=("START",))
+    alert = SendKey(ORG, "invoice_created", invoice(1)["invoice_id"])
+    ledger.record_fetched(alert, [invoice(1)], RunInfo(run_id="r"))
+    ledger.plan_many([{"id": r["id"], "recipient": number, "phone_masked": "+91 98XXXXXX45",
+                       "template_name": "invoice_created", "template_language": "en", "parameters": {}}
+                      for r in ledger.rows(key=alert)], [])
+    (row,) = ledger.rows(key=alert)
+    result = ledger.claim(row["id"], RunInfo(run_id="r", try_number=1), "t", recipient_cap=cap)
+    assert (result.claimed, result.reason) == (False, "opted_out")
+    assert [(r["status"], r["reason"]) for r in ledger.rows(key=alert)] == [("skipped", "opted_out")]

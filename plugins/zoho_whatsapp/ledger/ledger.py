@@ -617,7 +617,7 @@ class SendLedger:
                 if current is None:
                     return Claim(False, "missing")
                 row = dict(current._mapping)
-                capped = recipient_cap is not None and row["kind"] in recipient_cap.kinds and bool(row["recipient"])
+                capped = recipient_cap is not None and row["kind"] in recipient_cap.kinds
                 if self._lock_per_invoice:
                     who = f"customer:{row['customer_id']}" if row["customer_id"] else row["invoice_id"]
                     locks = [f"{row['organization_id']}:{who}:{row['kind']}"]
