@@ -478,7 +478,9 @@ class SendLedger:
         ]
         now = self.now()
         with self.transaction() as conn:
-            for rows in (planned, skipped):
+            # In row order: two runs planning one date at once then lock rows in the same order, and wait for
+            # each other instead of deadlocking (their grouping may list customers in different orders).
+            for rows in (sorted(planned, key=lambda r: r["id"]), sorted(skipped, key=lambda r: r["id"])):
                 if not rows:
                     continue
                 # A bound parameter may not share a column's name in an UPDATE's SET clause.
@@ -532,7 +534,8 @@ class SendLedger:
         with self.transaction() as conn:
             conn.execute(
                 messages.update().where(_group(sa.bindparam("row_id"))).values(batch=sa.bindparam("batch_no")),
-                [{"row_id": row_id, "batch_no": batch} for row_id, batch in batches.items()],
+                # In row order, like plan_many: two runs of one date lock the same rows in the same order.
+                [{"row_id": row_id, "batch_no": batch} for row_id, batch in sorted(batches.items())],
             )
 
     def reopen_unknown(self, key: SendKey) -> int:
