@@ -168,3 +168,20 @@ def test_a_suppressed_number_is_skipped_for_that_reason_before_any_stage_or_hold
     assert reasons(plan) == {"982000000500001": "opted_out", "982000000500002": "opted_out",
                              "982000000500003": "zero_balance"}
     assert [m.customer_id for m in plan.messages] == ["c2"]
+
+
+def test_phone_candidates_leave_out_empty_and_missing_numbers() -> None:
+    from zoho_whatsapp.rules.reminders import phone_candidates
+
+    invoice = {"mobile": None, "phone": "  ", "billing_address": {"phone": " 98200 12345 "}}
+    assert phone_candidates(invoice, ["9820012345", "98200 12345"]) == ("98200 12345", "9820012345")
+
+
+def test_a_record_without_a_customer_id_has_an_empty_one_and_a_bad_record_is_named() -> None:
+    record = {"invoice_id": "9820000005", "invoice_number": "INV-000001", "customer_name": "Priya Textiles",
+              "due_date": "2026-11-01", "balance": "100.00"}
+    assert OverdueInvoice.from_record(record).customer_id == ""
+    with pytest.raises(InvalidInvoice, match="'INV-000001' has no due_date"):
+        OverdueInvoice.from_record({**record, "due_date": None})
+    with pytest.raises(InvalidInvoice, match="'9820000005' has no invoice_number"):
+        OverdueInvoice.from_record({**record, "invoice_number": ""})

@@ -27,11 +27,30 @@ def _grants(limiter: RateLimiter, threads: int, per_thread: int) -> list[float]:
     return sorted(times)
 
 
+class RecordedLimiter(RateLimiter):
+    """Records the moment of every grant as the limiter decides it (under its lock), free of the
+    scheduling noise between a grant and the moment its thread gets to note the time."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.grants: list[float] = []
+        super().__init__(*args, **kwargs)
+        self.grants.clear()  # the constructor's starting point is not a grant
+
+    @property
+    def _last(self) -> float:
+        return self.__dict__["_last_grant"]
+
+    @_last.setter
+    def _last(self, value: float) -> None:
+        self.__dict__["_last_grant"] = value
+        self.grants.append(value)
+
+
 def test_grants_are_spaced_by_the_interval() -> None:
-    limiter = RateLimiter(100, jitter=0.0)
-    times = _grants(limiter, threads=8, per_thread=10)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert min(gaps) >= limiter.interval * 0.95, min(gaps)
+    limiter = RecordedLimiter(100, jitter=0.0)
+    _grants(limiter, threads=8, per_thread=10)
+    gaps = [b - a for a, b in zip(limiter.grants, limiter.grants[1:], strict=False)]
+    assert len(limiter.grants) == 80 and min(gaps) >= limiter.interval, min(gaps)
 
 
 def test_a_stall_does_not_release_a_burst(monkeypatch) -> None:
@@ -54,7 +73,9 @@ def test_a_stall_does_not_release_a_burst(monkeypatch) -> None:
     times = _grants(limiter, threads=8, per_thread=15)
     assert stalled, "the stall was not simulated"
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert min(gaps) >= limiter.interval * 0.95, f"burst after a stall: gap {min(gaps):.4f}s"
+    # Measured when each thread got back from acquire(), so a loaded machine adds noise: half an
+    # interval still tells paced grants from a booked-ahead limiter's burst (gaps of ~0 s).
+    assert min(gaps) >= limiter.interval * 0.5, f"burst after a stall: gap {min(gaps):.4f}s"
     lo = 0
     for hi, t in enumerate(times):
         while times[lo] <= t - 1.0:

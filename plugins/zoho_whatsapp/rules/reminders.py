@@ -106,7 +106,7 @@ class OverdueInvoice:
             balance = parse_amount(row.get("balance"), "balance")
         except ValueError as exc:
             raise InvalidInvoice(f"invoice {row['invoice_number']}: {exc}") from None
-        unusable = row.get("unusable_number") or {}
+        unusable = row.get("unusable_number") or {}  # pragma: no mutate - None and {} are both "usable"
         return cls(
             invoice_id=str(row["invoice_id"]),
             invoice_number=str(row["invoice_number"]),
