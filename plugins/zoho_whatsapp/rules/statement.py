@@ -11,6 +11,7 @@ that of the most advanced stage among them; one invoice gets the single-invoice 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -100,13 +101,19 @@ class Statements:
     skipped: tuple[GroupSkip, ...]
 
 
-def group_key(invoice: DueInvoice) -> tuple[str, str, str | None]:
-    """Invoices sharing this key go in one message: customer, currency, number.
+def group_key(invoice: DueInvoice) -> tuple[str, str]:
+    """Invoices sharing this key go in one message: customer and currency (one message per customer a
+    day; never a sum of two currencies). An invoice that carries its own number (typed for that invoice,
+    see ``rules.reminders.phone_candidates``) still rides on its customer's message: see
+    :func:`message_recipient`."""
+    return invoice.customer_id, invoice.currency_code.strip().upper()
 
-    The number is part of the key because an invoice may carry its own (typed for that invoice,
-    see ``rules.reminders.phone_candidates``): it is then reminded at that number, separately.
-    """
-    return invoice.customer_id, invoice.currency_code.strip().upper(), invoice.recipient
+
+def message_recipient(invoices: Sequence[DueInvoice]) -> str:
+    """The number a customer's message goes to: the one most of its invoices resolve to; on a tie, the
+    oldest invoice's (``invoices`` in due-date order)."""
+    counts = Counter(i.recipient for i in invoices)
+    return str(max(invoices, key=lambda i: counts[i.recipient]).recipient)
 
 
 def _order(invoice: DueInvoice) -> tuple[date, str, str]:
@@ -146,7 +153,7 @@ def build_customer_message(
         raise ValueError("a message needs at least one invoice")
     keys = {group_key(i) for i in invoices}
     if len(keys) > 1:
-        raise ValueError(f"one message cannot mix customers, currencies or numbers: {sorted(keys)}")
+        raise ValueError(f"one message cannot mix customers or currencies: {sorted(keys)}")
     ids = [i.invoice_id for i in invoices]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
@@ -160,7 +167,8 @@ def build_customer_message(
 
     ordered = sorted(invoices, key=_order)
     first = ordered[0]
-    customer_id, currency, recipient = group_key(first)
+    customer_id, currency = group_key(first)
+    recipient = message_recipient(ordered)
     stage = max((i.decision for i in ordered), key=lambda d: d.offset)
     single = len(ordered) == 1
     template_name = stage.stage.template if single else stage.stage.template_multi
@@ -224,7 +232,7 @@ def build_statements(
 
     Messages come ordered by customer name, customer id and currency, so a run is reproducible.
     """
-    groups: dict[tuple[str, str, str], list[DueInvoice]] = {}
+    groups: dict[tuple[str, str], list[DueInvoice]] = {}
     seen: set[str] = set()
     for invoice in invoices:
         if invoice.invoice_id in seen:
@@ -239,5 +247,6 @@ def build_statements(
             messages.append(build_customer_message(group, policy, templates))
         except (TemplateError, ValueError) as exc:
             ids = tuple(i.invoice_id for i in sorted(group, key=_order))
-            skipped.append(GroupSkip(key[0], key[1], key[2], ids, TEMPLATE_ERROR, str(exc)))
+            recipient = message_recipient(sorted(group, key=_order)) if all(i.recipient for i in group) else ""
+            skipped.append(GroupSkip(key[0], key[1], recipient, ids, TEMPLATE_ERROR, str(exc)))
     return Statements(tuple(messages), tuple(skipped))
