@@ -416,3 +416,11 @@ def test_docstring_examples() -> None:
     result = doctest.testmod(zoho_whatsapp.rules.statement)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_an_invoice_with_no_stage_due_or_no_number_cannot_be_in_a_message(templates: dict[str, TemplateSpec]) -> None:
+    from dataclasses import replace
+
+    for odd in (replace(due(2, 7), decision=None), replace(due(2, 7), recipient=None)):
+        with pytest.raises(ValueError, match="no stage due or no number cannot be reminded: INV-0*2"):
+            build_customer_message([due(1, 7), odd], POLICY, templates)
