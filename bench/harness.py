@@ -17,8 +17,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,60 @@ def run_child(func: Callable[..., Any], env: dict[str, str], timeout: float = 18
     if status != "ok":
         raise RuntimeError(f"{func.__name__} failed in its child process: {value}{_log_tail(env)}")
     return value
+
+
+def run_send_workers(
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    refs: Sequence[Any],
+    slots: int,
+    *,
+    timeout: float,
+    kwargs: dict[str, Any] | None = None,
+    around_clock: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> tuple[list[dict[str, Any]], float]:
+    """Run ``slots`` spawned executor slots over ``refs``; return each slot's result and the wall seconds.
+
+    Every slot is called ``target(*args, queue, ready, start, results, **kwargs)``: it takes
+    ``(map_index, ref)`` items from ``queue`` until a ``None``, puts one item on ``ready`` once its
+    imports are done, waits for ``start``, then puts one dict on ``results`` (``{"error": ...}`` if it
+    failed). The clock starts only when every slot is ready, so process start-up is not measured.
+    ``around_clock`` (e.g. a CPU hog and the readings taken beside it) is entered after the slots are
+    ready and left as soon as every result is in, before the processes are joined.
+
+    >>> got, wall = run_send_workers(send_worker, (env, settings, params), refs, slots=4, timeout=900)
+    """
+    ctx = multiprocessing.get_context("spawn")
+    work, ready, results = ctx.Queue(), ctx.Queue(), ctx.Queue()
+    for i, ref in enumerate(refs):
+        work.put((i, ref))
+    for _ in range(slots):
+        work.put(None)  # one end mark per slot: each stops when it takes one
+    start = ctx.Event()
+    workers = [ctx.Process(target=target, args=(*args, work, ready, start, results), kwargs=kwargs or {})
+               for _ in range(slots)]
+    for w in workers:
+        w.start()
+    try:
+        for _ in workers:
+            ready.get(timeout=300)
+        got: list[dict[str, Any]] = []
+        with around_clock() if around_clock else nullcontext():
+            began = time.perf_counter()
+            start.set()
+            for _ in workers:
+                item = results.get(timeout=timeout)
+                if "error" in item:
+                    raise RuntimeError(f"a send worker failed: {item['error']}")
+                got.append(item)
+            wall = time.perf_counter() - began
+    finally:
+        for w in workers:
+            w.join(30)
+            if w.is_alive():  # a slot still waiting for work or for the start: nothing left to give it
+                w.terminate()
+                w.join(5)
+    return got, wall
 
 
 def _log_tail(env: dict[str, str], lines: int = 30) -> str:

@@ -39,7 +39,8 @@ class Sizes:
     scale_invoices: int = 50_000
     e2e_invoices: int = 5000
     e2e_dry_run: bool = False  # the smoke test: Meta's 6 s pair spacing would make a real send slow
-    stack_invoices: int = 5000  # the CeleryExecutor stack (bench/stack.py): 2,000 customers
+    # the CeleryExecutor stack (bench/stack.py): 5,000 customers, so ~5,000 messages (one per customer and currency)
+    stack_invoices: int = 12_500
     stack_events: int = 30  # webhooks timed alone, and as many while the reminders send
     ui_rows: int = 1_000_000  # a year of ledger rows behind the audit page (bench/ui.py)
     tier_messages: int = 5000  # per run of the 1,000 msg/s tier section (bench/tier.py)

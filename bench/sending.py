@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import SandboxProcess, Section, base_env, enter_child, ledger_env, run_child
+from bench.harness import SandboxProcess, Section, base_env, enter_child, ledger_env, run_child, run_send_workers
 
 ORG = "600900"
 KIND = "payment_reminder"
@@ -46,8 +46,9 @@ def synthetic_invoices(n: int) -> list[dict[str, Any]]:
     ]
 
 
-def prepare(n: int, messages_per_second: float) -> dict[str, Any]:
-    """(child) Record ``n`` invoices, plan them as the DAG would; return the batch refs and DAG settings."""
+def prepare(n: int, messages_per_second: float, batch_size: int | None = None) -> dict[str, Any]:
+    """(child) Record ``n`` invoices, plan them as the DAG would (``batch_size``: the DAG param, default the
+    DAG's); return the batch refs and DAG settings."""
     from bench import reminder_dag
     from zoho_whatsapp.ledger import RunInfo, SendKey, SendLedger
     from zoho_whatsapp.reminder_run import plan_batches
@@ -60,6 +61,8 @@ def prepare(n: int, messages_per_second: float) -> dict[str, Any]:
     ledger.record_fetched(SendKey(ORG, KIND, OCCASION), records, RunInfo(dag_id=reminder_dag.DAG_ID, run_id=RUN_ID))
     ledger.dispose()
     params = {**settings["params"], "messages_per_second": messages_per_second}
+    if batch_size:
+        params["batch_size"] = batch_size
     fetched = {"organization_id": ORG, "occasion": OCCASION, "country_code": "IN", "overdue_invoices": n}
     refs = plan_batches(fetched, params=params, max_batches=settings["max_batches"],
                         max_parallel=settings["max_parallel"])
@@ -113,7 +116,7 @@ def send_worker(env: dict[str, str], settings: dict[str, Any], params: dict[str,
 
         results.put({"error": traceback.format_exc()})
         raise
-    results.put(done)
+    results.put({"done": done})
 
 
 def _take_batches(queue: Any, settings: dict[str, Any], params: dict[str, Any], runner: dict[str, Any],
@@ -169,8 +172,6 @@ def ledger_rows() -> list[tuple[str, str, str | None]]:
 def run(work: Path, *, messages: int = 5000, latency_ms: float = 150, cap: int = 80,
         sequential_sample: int = 200, ledger_url: str | None = None, timeout: float = 900) -> Section:
     """``ledger_url``: an empty database for the ledger (default: a fresh SQLite file, the embedded default)."""
-    import multiprocessing
-
     section = Section("sending")
     ledger = ledger_env(work / "sending-ledger.db", url=ledger_url)
     with SandboxProcess(invoices=10, whatsapp_latency_ms=latency_ms, whatsapp_rate_cap=cap) as sb:
@@ -179,35 +180,9 @@ def run(work: Path, *, messages: int = 5000, latency_ms: float = 150, cap: int =
         refs, settings, loop = plan["refs"], plan["settings"], plan["loop"]
         sb.reset()  # the loop's messages must not count below
 
-        ctx = multiprocessing.get_context("spawn")
-        queue, ready, results = ctx.Queue(), ctx.Queue(), ctx.Queue()
-        for i, ref in enumerate(refs):
-            queue.put((i, ref))
         slots = max(1, settings["concurrency"])
-        for _ in range(slots):
-            queue.put(None)
-        start = ctx.Event()
-        workers = [
-            ctx.Process(target=send_worker, args=(env, settings, plan["params"], queue, ready, start, results))
-            for _ in range(slots)
-        ]
-        for w in workers:
-            w.start()
-        for _ in workers:
-            ready.get(timeout=300)
-        began = time.perf_counter()
-        start.set()
-        done: list[dict[str, Any]] = []
-        for _ in workers:
-            got = results.get(timeout=timeout)
-            if isinstance(got, dict):
-                for w in workers:
-                    w.join(30)
-                raise RuntimeError(f"a send worker failed: {got['error']}")
-            done += got
-        wall = time.perf_counter() - began
-        for w in workers:
-            w.join(30)
+        got, wall = run_send_workers(send_worker, (env, settings, plan["params"]), refs, slots, timeout=timeout)
+        done = [batch for slot in got for batch in slot["done"]]
 
         received = sb.messages()
         refused = Counter(r["code"] for r in sb.requests("whatsapp") if r["status"] != 200)

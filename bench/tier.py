@@ -31,12 +31,14 @@ from bench.harness import (
     enter_child,
     ledger_env,
     run_child,
+    run_send_workers,
     scratch_postgres,
 )
 from bench.sending import OCCASION, _received_at, _take_batches, ledger_rows, peak_window, prepare
 
 WORKER_CORES = 4  # the production worker the 1,000 msg/s tier is sized for
 TIER_RATE = 1000
+TIER_BATCH_SIZE = 1000  # the reminder DAG's batch_size param at its maximum
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Run:
     cap: int
     ledger: str = "postgresql"  # or "sqlite"
     hogs: int = 0
+    batch_size: int | None = None  # the DAG param; None: the DAG's default
 
 
 def tier_worker(env: dict[str, str], settings: dict[str, Any], params: dict[str, Any], queue: Any, ready: Any,
@@ -140,45 +143,29 @@ def measure(work: Path, run: Run, *, messages: int, latency_ms: float, postgres:
         ledger = ledger_env(work / f"tier-{tag}.db", url=url)
         with SandboxProcess(invoices=10, whatsapp_latency_ms=latency_ms, whatsapp_rate_cap=run.cap) as sb:
             env = {**base_env(work / f"airflow-tier-{tag}"), **sb.connection_env(), **ledger}
-            plan = run_child(prepare, env, n=messages, messages_per_second=run.cap)
+            plan = run_child(prepare, env, n=messages, messages_per_second=run.cap, batch_size=run.batch_size)
             refs, settings = plan["refs"], plan["settings"]
             sb.reset()
 
-            ctx = multiprocessing.get_context("spawn")
-            queue, ready, results = ctx.Queue(), ctx.Queue(), ctx.Queue()
-            for i, ref in enumerate(refs):
-                queue.put((i, ref))
             slots = max(1, settings["concurrency"])
-            for _ in range(slots):
-                queue.put(None)
-            start = ctx.Event()
-            workers = [ctx.Process(target=tier_worker,
-                                   args=(env, settings, plan["params"], queue, ready, start, results, profile))
-                       for _ in range(slots)]
-            for w in workers:
-                w.start()
-            for _ in workers:
-                ready.get(timeout=300)
-            with cpu_hog(run.hogs):
-                if run.hogs:
-                    time.sleep(2)  # the spinners are running before the first message
-                sandbox_cpu = cpu_seconds(sb.pid)
-                load_before = os.getloadavg()[0]
-                began = time.perf_counter()
-                start.set()
-                got: list[dict[str, Any]] = []
-                for _ in workers:
-                    item = results.get(timeout=timeout)
-                    if "error" in item:
-                        for w in workers:
-                            w.join(30)
-                        raise RuntimeError(f"a send worker failed: {item['error']}")
-                    got.append(item)
-                wall = time.perf_counter() - began
-                sandbox_cpu = cpu_seconds(sb.pid) - sandbox_cpu
-                load_after = os.getloadavg()[0]
-            for w in workers:
-                w.join(30)
+            beside: dict[str, float] = {}
+
+            @contextmanager
+            def beside_the_send() -> Iterator[None]:
+                # Entered once every slot is ready, left once every result is in: the hog and these
+                # readings span the clocked send only, not the workers' start-up.
+                with cpu_hog(run.hogs):
+                    if run.hogs:
+                        time.sleep(2)  # the spinners are running before the first message
+                    sandbox_before = cpu_seconds(sb.pid)
+                    beside["load_before"] = os.getloadavg()[0]
+                    yield
+                    beside["sandbox_cpu"] = cpu_seconds(sb.pid) - sandbox_before
+                    beside["load_after"] = os.getloadavg()[0]
+
+            got, wall = run_send_workers(tier_worker, (env, settings, plan["params"]), refs, slots, timeout=timeout,
+                                         kwargs={"profile": profile}, around_clock=beside_the_send)
+            sandbox_cpu, load_before, load_after = beside["sandbox_cpu"], beside["load_before"], beside["load_after"]
             received = sb.messages()
             refused = Counter(r["code"] for r in sb.requests("whatsapp") if r["status"] != 200)
         rows = run_child(ledger_rows, env)
@@ -197,6 +184,7 @@ def measure(work: Path, run: Run, *, messages: int, latency_ms: float, postgres:
         "senders": slots,
         "max_workers": settings["operator_kwargs"].get("max_workers"),
         "batches": len(refs),
+        "batch_size": run.batch_size,
         "wall_seconds": round(wall, 2),
         "received": len(received),
         "rate": (len(stamps) - 1) / span if span else 0.0,
@@ -220,9 +208,11 @@ def run(work: Path, *, messages: int = 5000, caps: tuple[int, ...] = (250, 500, 
         profile: str | None = None) -> Section:
     """The tier's table rows: CPU per 1,000 messages, the rate at each cap, and refusals beside a CPU hog."""
     section = Section("tier")
-    plan = [Run(cap) for cap in caps]
+    # Hundreds of messages a second: the DAG's largest batch_size, so a task's start and its last few
+    # messages (threads idle while the batch drains) are paid once per 1,000 messages, not per 100.
+    plan = [Run(cap, batch_size=TIER_BATCH_SIZE) for cap in caps]
     if sqlite_cap:
-        plan.append(Run(sqlite_cap, ledger="sqlite"))
+        plan.append(Run(sqlite_cap, ledger="sqlite", batch_size=TIER_BATCH_SIZE))
     if hogs:
         plan.append(Run(hog_cap, hogs=hogs))
     measured = [measure(work, r, messages=messages, latency_ms=latency_ms, postgres=postgres, profile=profile)
@@ -238,8 +228,10 @@ def run(work: Path, *, messages: int = 5000, caps: tuple[int, ...] = (250, 500, 
     section.add(f"cores for {TIER_RATE:,} msg/s (CPU-s per s)", cores, "cores", target=WORKER_CORES / 2, better="<=",
                 note=f"sender only: at most half of a {WORKER_CORES}-core worker, the rest for Airflow and the ledger")
     for m in quiet:
-        name = f"{m['ledger']} ledger, cap {m['cap']}/s"
-        target = min(0.9 * m["cap"], 500.0)  # ≥ 500 msg/s on these 2 cores with the sandbox on them
+        name = f"{m['ledger']} ledger, cap {m['cap']}/s, batch_size {m['batch_size'] or 'default'}"
+        # ≥ 500 msg/s on these 2 cores with the sandbox on them. SQLite, one writer, is the local and demo
+        # ledger, not the tier's (compose's is PostgreSQL): its rate is shown, not held to the target.
+        target = min(0.9 * m["cap"], 500.0) if m["ledger"] == "postgresql" else None
         section.add(f"{name}: achieved rate", m["rate"], "msg/s", target=target, better=">=",
                     note=f"{m['received']:,} messages in {m['wall_seconds']:.1f}s, load {m['load_average'][0]:.1f}"
                          f"→{m['load_average'][1]:.1f}; sender {m['sender_cpu_ms_per_1000']:,.0f} ms/1,000, "
@@ -247,7 +239,7 @@ def run(work: Path, *, messages: int = 5000, caps: tuple[int, ...] = (250, 500, 
         section.add(f"{name}: peak messages in any 1 s window", m["peak_1s"], "msgs", target=m["cap"], better="<=")
         section.add(f"{name}: throughput refusals (130429)", m["refusals_130429"], "reqs",
                     target=max(1, m["messages"] // 1000), better="<=")
-    section.add("highest sustained rate", max(m["rate"] for m in quiet), "msg/s", target=500, better=">=",
+    section.add("highest sustained rate", max(m["rate"] for m in pg or quiet), "msg/s", target=500, better=">=",
                 note="first to last accepted message at the sandbox, the sandbox on the same 2 cores")
     for m in measured:
         if not m["hogs"]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import secrets
@@ -287,6 +288,20 @@ def signal_groups(groups: set[int], sig: int) -> None:
             pass
 
 
+def nice_of(cpu_shares: int | None) -> int:
+    """The nice level that gives a process about the CPU weight compose's ``cpu_shares`` gives a container.
+
+    Both only matter when the CPU is short. Docker's default weight is 1024 and each nice step is a factor of
+    about 1.25 in the kernel's weight table, so ``cpu_shares: 4096`` (four times the default) is nice -6.
+
+    >>> nice_of(4096), nice_of(None), nice_of(256)
+    (-6, 0, 6)
+    """
+    if not cpu_shares:
+        return 0
+    return max(-20, min(19, -round(math.log(cpu_shares / 1024) / math.log(1.25))))
+
+
 @dataclass
 class Component:
     """One service process of the stack: its command, its own environment on top of the stack's, its log."""
@@ -296,6 +311,7 @@ class Component:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    nice: int = 0  # compose's cpu_shares as a nice level (:func:`nice_of`); its tasks inherit it
 
     @property
     def alive(self) -> bool:
@@ -432,7 +448,7 @@ class Stack:
             command += ["--celery-hostname", f"celery@{name}", "--pid", str(self.home / f"{name}.pid")]
             if service == "airflow-worker":
                 command += ["--concurrency", str(concurrency)]
-        component = Component(name, [str(BIN / "airflow"), *command], env)
+        component = Component(name, [str(BIN / "airflow"), *command], env, nice=nice_of(spec.get("cpu_shares")))
         self.components[name] = component
         return component
 
@@ -443,7 +459,8 @@ class Stack:
         with open(component.log_path, "ab") as log:
             component.proc = subprocess.Popen(component.command, env={**self.env, **component.env}, stdout=log,
                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                              start_new_session=True, cwd=self.home)
+                                              start_new_session=True, cwd=self.home,
+                                              preexec_fn=_niceness(component.nice))
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> set[int]:
         """Send ``sig`` to every process group of component ``name`` (its tasks' too); returns the groups."""
@@ -650,6 +667,23 @@ class Stack:
                 if pid in tree:
                     return name
         return None
+
+
+def _niceness(level: int) -> Callable[[], None] | None:
+    """What Popen runs in the child before the command: the component's nice level (none at level 0).
+
+    Below 0 needs root (a container's cpu_shares does not); without it the component runs at 0, and says so.
+    """
+    if not level:
+        return None
+
+    def apply() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, level)
+        except PermissionError:
+            os.write(2, f"local_stack: cannot set nice {level} (cpu_shares) without root; running at 0\n".encode())
+
+    return apply
 
 
 def _alive(pid: int) -> bool:

@@ -16,6 +16,7 @@ Meta's receipts proved sent into ``sent``, and reports what the receipts say hap
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
@@ -142,6 +143,22 @@ def batch(
     return refs
 
 
+# How long a message holds a send thread: Meta's answer (~150 ms) plus its claim and settle. A batch
+# needs its share of the rate times this in threads, or the threads and not the cap bound its rate
+# (measured, batch_size 1000, 1,000/s cap: 4 batches of 32 threads sent 460 msg/s, of 64 threads 588).
+THREAD_HOLD_SECONDS = 0.25
+MOST_SEND_THREADS = 128
+
+
+def send_threads(messages_per_second: float, at_least: int) -> int:
+    """Threads for a batch sending at ``messages_per_second``: ``at_least``, more when its rate needs them.
+
+    >>> send_threads(20, 32), send_threads(250, 32)
+    (32, 63)
+    """
+    return max(at_least, min(MOST_SEND_THREADS, math.ceil(messages_per_second * THREAD_HOLD_SECONDS)))
+
+
 def send_batch(
     ledger: SendLedger,
     ref: BatchRef,
@@ -157,14 +174,17 @@ def send_batch(
 ) -> BatchResult:
     """Claim, send and settle the planned rows of one batch, at its share of ``messages_per_second``.
 
-    From ``stop_at`` on (the send window's close) nothing more is claimed: the rest stays planned."""
+    From ``stop_at`` on (the send window's close) nothing more is claimed: the rest stays planned.
+    ``max_workers`` is the fewest threads; a batch whose share of the rate needs more gets them."""
+    share = messages_per_second / max(1, ref.parallel_share)
+    threads = send_threads(share, max_workers)
     sender = BatchSender(
-        WhatsAppHook(whatsapp_conn_id, pool_size=max_workers),
+        WhatsAppHook(whatsapp_conn_id, pool_size=threads),
         ledger,
         load_templates(),
         run,
-        messages_per_second=messages_per_second / max(1, ref.parallel_share),
-        max_workers=max_workers,
+        messages_per_second=share,
+        max_workers=threads,
         min_days_between=min_days_between,
         recipient_cap=recipient_cap,
         dry_run=dry_run,

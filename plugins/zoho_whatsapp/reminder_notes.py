@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from zoho_whatsapp.ledger import SendKey, SendLedger
-from zoho_whatsapp.ledger.schema import messages
 from zoho_whatsapp.rules.policy import ZohoNotes, stage_key
 from zoho_whatsapp.zoho import ZohoBooksHook
 from zoho_whatsapp.zoho.comments import ZohoComments
@@ -37,9 +34,8 @@ def note_sent_reminders(ledger: SendLedger, key: SendKey, notes: ZohoNotes, *, z
     todo = {lead: rows for lead, rows in sorted(groups.items()) if all(r["noted_at"] is None for r in rows)}
     if not todo:
         return {"written": 0, "not_written": {}, "stopped": None}
-    hook = ZohoBooksHook(zoho_conn_id or ZohoBooksHook.default_conn_name)
     # The run's organization, not the connection's: several organizations may share one connection.
-    hook.settings = replace(hook.settings, organization_id=key.organization_id)
+    hook = ZohoBooksHook.for_organization(zoho_conn_id, key.organization_id)
     comments = ZohoComments(hook, reserve_calls=notes.reserve_calls, daily_quota=notes.daily_quota,
                             calls_used_before=calls_used_before)
     for lead_id, rows in todo.items():
@@ -50,9 +46,7 @@ def note_sent_reminders(ledger: SendLedger, key: SendKey, notes: ZohoNotes, *, z
             stage_key(max(stages)) if stages else "-", invoice_ids=[r["invoice_id"] for r in rows],
         )
         if written:
-            with ledger.transaction() as conn:
-                conn.execute(messages.update().where(messages.c.id.in_([r["id"] for r in rows]))
-                             .values(noted_at=datetime.now(UTC)))
+            ledger.mark_noted([r["id"] for r in rows])
         if comments.stopped:
             break
     summary = comments.summary()

@@ -59,9 +59,7 @@ def organization(
     ``organization_id`` picks one organization of the connection's Zoho login (several
     organizations' DAGs then share the connection and its cached token); ``None``: the connection's.
     """
-    hook = ZohoBooksHook(zoho_conn_id)
-    if organization_id:
-        hook.settings = replace(hook.settings, organization_id=organization_id)
+    hook = ZohoBooksHook.for_organization(zoho_conn_id, organization_id) if organization_id else ZohoBooksHook(zoho_conn_id)
     hook.get_access_token(min_validity=30 * 60)
     return asdict(hook.get_organization())
 
@@ -395,9 +393,8 @@ def live_balance_check(ledger: SendLedger, ref: Any) -> Callable[[dict[str, Any]
         return None
     log.info("this send starts %d min after its invoices were read (over %d): each customer's open invoices are "
              "read again before their message", late.total_seconds() // 60, policy.live_balance_after_minutes)
-    hook = ZohoBooksHook(ref.zoho_conn_id or ZohoBooksHook.default_conn_name)
     # The batch's organization, not the connection's: several organizations may share one connection.
-    hook.settings = replace(hook.settings, organization_id=ref.key.organization_id)
+    hook = ZohoBooksHook.for_organization(ref.zoho_conn_id, ref.key.organization_id)
     templates = load_templates()
     open_invoices: dict[str, dict[str, dict[str, Any]]] = {}
     lock = threading.Lock()

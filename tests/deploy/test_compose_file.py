@@ -30,7 +30,7 @@ AIRFLOW_SERVICES = {
     "airflow-scheduler": "scheduler",
     "airflow-dag-processor": "dag-processor",
     "airflow-worker": "celery worker --queues alerts,default",  # alerts first: docs/stack.md
-    "airflow-alert-worker": "celery worker --queues alerts --concurrency 2",
+    "airflow-alert-worker": "celery worker --queues alerts --concurrency 4",
     "airflow-triggerer": "triggerer",
 }
 REQUIRED_SECRETS = {"POSTGRES_PASSWORD", "LEDGER_DB_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET",

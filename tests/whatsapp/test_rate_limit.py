@@ -83,6 +83,18 @@ def test_a_stall_does_not_release_a_burst(monkeypatch) -> None:
         assert hi - lo + 1 <= rate
 
 
+def test_a_task_taking_over_a_pool_slot_does_not_send_right_after_the_previous_one() -> None:
+    """Task A sends its last message and ends; task B takes its whatsapp_sends slot at once and
+    sends its first: the two sends are still an interval apart, as the provider counts them."""
+    a = RateLimiter(20)
+    a.acquire()
+    last_of_a = time.monotonic()
+    b = RateLimiter(20)
+    b.acquire()
+    gap = time.monotonic() - last_of_a
+    assert gap >= 0.95 * b.interval, f"hand-off gap {gap:.4f}s under the {b.interval:.4f}s interval"
+
+
 def test_pause_pushes_the_next_grant_back() -> None:
     limiter = RateLimiter(1000)
     limiter.acquire()

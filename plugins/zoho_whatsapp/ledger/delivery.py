@@ -19,8 +19,8 @@ the send ledger, in the ledger's own database (migration 3 of ``ledger.schema``)
 * a **user_preferences** change (marketing stop/resume) is recorded as ``marketing_stopped``; it
   does not stop utility reminders.
 
-The send pipeline asks :func:`suppression_reason` (one number, inside the claim transaction) and
-:func:`suppressed_recipients` (many, at planning) before messaging anyone.
+The send pipeline asks :func:`suppressed_recipients` before messaging anyone: at planning, and
+again inside each claim's transaction (a STOP stored a moment before the claim is seen by it).
 """
 
 from __future__ import annotations

@@ -196,8 +196,68 @@ def _select(key: SendKey | None, status: Sequence[str] | None, where: Mapping[st
     return query
 
 
+def _suppressed_in(conn: Connection, recipients: Sequence[str], now: datetime, not_on_whatsapp_days: float) -> dict[str, str]:
+    # delivery.py builds on this module: imported here, not at the top.
+    from zoho_whatsapp.ledger.delivery import suppressed_recipients
+
+    return suppressed_recipients(conn, recipients, now=now, not_on_whatsapp_days=not_on_whatsapp_days) if recipients else {}
+
+
+def _suppression_refusal(row: Mapping[str, Any], suppressed: Mapping[str, str],
+                         not_on_whatsapp_days: float) -> tuple[str, str] | None:
+    from zoho_whatsapp.ledger.delivery import suppression_detail
+
+    reason = suppressed.get(row["recipient"]) if row["recipient"] else None
+    return (reason, suppression_detail(reason, not_on_whatsapp_days)) if reason else None
+
+
 def ist_day(moment: datetime) -> str:
     return moment.astimezone(IST).date().isoformat()
+
+
+# The send path's statements, built once: a claim or a settle per message at hundreds of messages a
+# second spends its CPU on building SQL otherwise.
+_B = sa.bindparam
+_TOUCH = messages.update().where(messages.c.id == _B("b_id")).values(updated_at=messages.c.updated_at)
+_SELECT_LEADS = sa.select(messages).where(messages.c.id.in_(_B("b_ids", expanding=True)))
+_SELECT_MEMBERS = sa.select(messages.c.id, messages.c.message_id, messages.c.status).where(
+    sa.or_(messages.c.id.in_(_B("b_ids", expanding=True)), messages.c.message_id.in_(_B("b_leads", expanding=True))))
+_ADVISORY_LOCKS = sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+_STAMP = {"claim_token": _B("b_token"), "claimed_at": _B("b_now"), "claimed_on": _B("b_today"),
+          "dag_id": _B("b_dag_id"), "run_id": _B("b_run_id"), "map_index": _B("b_map_index"),
+          "try_number": _B("b_try_number"), "attempts": messages.c.attempts + 1, "updated_at": _B("b_now")}
+_TAKE = (messages.update().where(messages.c.id.in_(_B("b_rows", expanding=True)), messages.c.status == "planned")
+         .values(status="sending", **_STAMP))
+_REFUSE = (messages.update().where(messages.c.id.in_(_B("b_rows", expanding=True)), messages.c.status == "planned")
+           .values(**{**_STAMP, "status": "skipped", "reason": _B("b_reason"), "error_message": _B("b_error"),
+                      "claimed_at": None, "claimed_on": None, "settled_at": _B("b_now")}))
+_CADENCE_ROWS = sa.select(
+    messages.c.id, messages.c.organization_id, messages.c.kind, messages.c.occasion, messages.c.status,
+    messages.c.invoice_number, messages.c.customer_id, messages.c.invoice_id, messages.c.currency_code,
+).where(
+    messages.c.organization_id.in_(_B("b_orgs", expanding=True)),
+    sa.or_(messages.c.customer_id.in_(_B("b_customers", expanding=True)),
+           messages.c.invoice_id.in_(_B("b_invoices", expanding=True))),
+    messages.c.kind.in_(_B("b_kinds", expanding=True)),
+    messages.c.id.not_in(_B("b_groups", expanding=True)),
+    sa.or_(messages.c.message_id.is_(None), messages.c.message_id.not_in(_B("b_group_leads", expanding=True))),
+    messages.c.status.in_(DELIVERED_OR_MAYBE),
+    messages.c.claimed_on > _B("b_cutoff"),
+).order_by(messages.c.id)
+_CAP_COUNTS = sa.select(messages.c.recipient, sa.func.count()).where(
+    messages.c.recipient.in_(_B("b_recipients", expanding=True)),
+    messages.c.kind.in_(_B("b_kinds", expanding=True)),
+    messages.c.id.not_in(_B("b_ids", expanding=True)),
+    messages.c.status.in_(DELIVERED_OR_MAYBE),
+    messages.c.claimed_at >= _B("b_since"),
+    _is_lead(),  # messages, not the invoices they carry
+).group_by(messages.c.recipient)
+_OUTCOME = {"status": _B("b_status"), "reason": _B("b_reason"), "error_code": _B("b_code"),
+            "error_message": _B("b_error"), "updated_at": _B("b_now")}
+_SETTLE = (messages.update().where(_group(_B("b_row")), messages.c.claim_token == _B("b_token"))
+           .values(**_OUTCOME, settled_at=_B("b_now"), wamid=sa.func.coalesce(_B("b_wamid"), messages.c.wamid)))
+_RELEASE = (messages.update().where(_group(_B("b_row")), messages.c.claim_token == _B("b_token"))
+            .values(**_OUTCOME, claim_token=None, claimed_at=None, claimed_on=None, settled_at=None))
 
 
 class SendLedger:
@@ -283,9 +343,15 @@ class SendLedger:
         self.migrate()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+    def transaction(self, connection: Connection | None = None) -> Iterator[Connection]:
+        """A transaction on a connection from the pool, or on ``connection`` (a caller's own, held
+        across many short transactions: no pool check-out, liveness ping and reset for each)."""
+        if connection is None:
+            with self.engine.begin() as conn:
+                yield conn
+        else:
+            with connection.begin():
+                yield connection
 
     # -- recording what Zoho says is overdue -----------------------------------------------------
 
@@ -612,118 +678,167 @@ class SendLedger:
         reason. PostgreSQL serialises claims of one customer (and of one number, under a cap) with
         advisory locks; SQLite has a single writer.
         """
+        return self.claim_many([row_id], run, claim_token, min_days_between=min_days_between,
+                               recipient_cap=recipient_cap, not_on_whatsapp_days=not_on_whatsapp_days)[0]
+
+    def claim_many(
+        self,
+        row_ids: Sequence[int],
+        run: RunInfo,
+        claim_token: str,
+        *,
+        min_days_between: int = 0,
+        recipient_cap: RecipientCap | None = None,
+        not_on_whatsapp_days: float = DEFAULT_NOT_ON_WHATSAPP_DAYS,
+        connection: Connection | None = None,
+    ) -> list[Claim]:
+        """:meth:`claim` for several messages (their lead rows) in one transaction, in their order, under one token.
+
+        The outcome of each is what claiming them one after another would give (a message refused
+        for the cadence or the cap by one claimed before it in the list, too): the sender claims a
+        message for each of its threads ready to send at once, for a fraction of a transaction each.
+        ``connection``: see :meth:`transaction`.
+        """
+        if not row_ids:
+            return []
+        limits = {"min_days_between": min_days_between, "recipient_cap": recipient_cap,
+                  "not_on_whatsapp_days": not_on_whatsapp_days}
+        try:
+            with self.transaction(connection) as conn:
+                return self._claim_in(conn, row_ids, run, claim_token, **limits)
+        except _PartGroup:
+            if len(row_ids) == 1:
+                return [Claim(False, "taken")]
+        # Another writer changed a row between reading and taking it: take them one at a time.
+        return [self.claim_many([row_id], run, claim_token, connection=connection, **limits)[0] for row_id in row_ids]
+
+    def _claim_in(self, conn: Connection, ids: Sequence[int], run: RunInfo, claim_token: str, *,
+                  min_days_between: int, recipient_cap: RecipientCap | None,
+                  not_on_whatsapp_days: float) -> list[Claim]:
         now = self.now()
         today = ist_day(now)
-        try:
-            with self.transaction() as conn:
-                current = conn.execute(sa.select(messages).where(messages.c.id == row_id)).first()
-                if current is None:
-                    return Claim(False, "missing")
-                row = dict(current._mapping)
-                capped = recipient_cap is not None and row["kind"] in recipient_cap.kinds
-                if self._lock_per_invoice:
-                    who = f"customer:{row['customer_id']}" if row["customer_id"] else row["invoice_id"]
-                    locks = [f"{row['organization_id']}:{who}:{row['kind']}"]
-                    locks += [f"recipient:{row['recipient']}"] if capped else []
-                    for lock in locks:  # always in this order: no two claims wait on each other
-                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(lock.encode())})
-                group = _group(row_id)
-                taken = conn.execute(
-                    messages.update()
-                    .where(group, messages.c.status == "planned")
-                    .values(
-                        status="sending",
-                        claim_token=claim_token,
-                        claimed_at=now,
-                        claimed_on=today,
-                        dag_id=run.dag_id,
-                        run_id=run.run_id,
-                        map_index=run.map_index,
-                        try_number=run.try_number,
-                        attempts=messages.c.attempts + 1,
-                        updated_at=now,
-                    )
-                ).rowcount
-                size = conn.execute(sa.select(sa.func.count()).where(group)).scalar_one()
-                if taken == 0:
-                    return Claim(False, "taken", row)
-                if taken != size:
-                    raise _PartGroup  # rolls the whole claim back
-                refusal = (self._suppressed(conn, row, now, not_on_whatsapp_days)
-                           or self._cadence(conn, row, today, min_days_between))
-                if refusal is None and capped:
-                    assert recipient_cap is not None
-                    refusal = self._over_cap(conn, row, now, recipient_cap)
-                if refusal is not None:
-                    reason, message = refusal
-                    conn.execute(
-                        messages.update()
-                        .where(group)
-                        .values(status="skipped", reason=reason, error_message=message, claimed_at=None,
-                                claimed_on=None, settled_at=now)
-                    )
-                    return Claim(False, reason, row)
-        except _PartGroup:
-            return Claim(False, "taken", row)
-        return Claim(True, None, row)
+        ids = list(ids)
+        if not self._lock_per_invoice:
+            # SQLite: write first, so this transaction holds the single writer's lock before it reads.
+            conn.execute(_TOUCH, {"b_id": ids[0]})
+        leads = {r.id: dict(r._mapping) for r in conn.execute(_SELECT_LEADS, {"b_ids": ids})}
+
+        def capped(row: Mapping[str, Any]) -> bool:
+            return recipient_cap is not None and row["kind"] in recipient_cap.kinds
+
+        if self._lock_per_invoice:
+            keys = set()
+            for row in leads.values():
+                who = f"customer:{row['customer_id']}" if row["customer_id"] else row["invoice_id"]
+                keys.add(zlib.crc32(f"{row['organization_id']}:{who}:{row['kind']}".encode()))
+                if capped(row):
+                    keys.add(zlib.crc32(f"recipient:{row['recipient']}".encode()))
+            # One order for every claim, however many messages it takes: no two claims wait on each other.
+            conn.execute(_ADVISORY_LOCKS, {"keys": sorted(keys)})
+        members: dict[int, list[tuple[int, str]]] = {row_id: [] for row_id in leads}
+        for member_id, message_id, status in conn.execute(_SELECT_MEMBERS, {"b_ids": ids, "b_leads": ids}):
+            lead_id = member_id if member_id in members else message_id
+            if lead_id in members:
+                members[lead_id].append((member_id, status))
+        takeable = [row_id for row_id in ids if row_id in leads
+                    and all(status == "planned" for _, status in members[row_id])]
+        rows = [leads[row_id] for row_id in takeable]
+        suppressed = _suppressed_in(conn, [r["recipient"] for r in rows if r["recipient"]], now, not_on_whatsapp_days)
+        earlier = self._cadence_rows(conn, rows, today, min_days_between)
+        recent = self._cap_counts(conn, [r for r in rows if capped(r)], now, recipient_cap)
+        claimed_rows: list[dict[str, Any]] = []
+        refusals: dict[int, tuple[str, str]] = {}
+        for row in rows:
+            refusal = (_suppression_refusal(row, suppressed, not_on_whatsapp_days)
+                       or self._cadence(row, earlier, claimed_rows, min_days_between))
+            if refusal is None and capped(row):
+                assert recipient_cap is not None
+                refusal = self._over_cap(row, recent, claimed_rows, recipient_cap)
+            if refusal is None:
+                claimed_rows.append(row)
+            else:
+                refusals[row["id"]] = refusal
+        # The claim's stamp on every row of each message, refused or not (the audit shows who refused it).
+        stamp = {"b_token": claim_token, "b_now": now, "b_today": today, "b_dag_id": run.dag_id,
+                 "b_run_id": run.run_id, "b_map_index": run.map_index, "b_try_number": run.try_number}
+        to_take = [member for row in claimed_rows for member, _ in members[row["id"]]]
+        taken = conn.execute(_TAKE, {**stamp, "b_rows": to_take}).rowcount if to_take else 0
+        for lead_id, (reason, message) in refusals.items():
+            rows_of = [member for member, _ in members[lead_id]]
+            taken += conn.execute(_REFUSE, {**stamp, "b_rows": rows_of, "b_reason": reason,
+                                            "b_error": message}).rowcount
+        if taken != sum(len(members[row["id"]]) for row in rows):
+            raise _PartGroup  # rolls every claim of this transaction back
+        out = []
+        for row_id in ids:
+            if row_id not in leads:
+                out.append(Claim(False, "missing"))
+            elif row_id in refusals:
+                out.append(Claim(False, refusals[row_id][0], leads[row_id]))
+            else:
+                out.append(Claim(row_id in takeable, None if row_id in takeable else "taken", leads[row_id]))
+        return out
 
     @staticmethod
-    def _suppressed(conn: Connection, row: Mapping[str, Any], now: datetime,
-                    not_on_whatsapp_days: float) -> tuple[str, str] | None:
-        # delivery.py builds on this module: imported here, not at the top.
-        from zoho_whatsapp.ledger.delivery import suppression_detail, suppression_reason
-
-        if not row["recipient"]:
-            return None
-        reason = suppression_reason(conn, row["recipient"], now=now, not_on_whatsapp_days=not_on_whatsapp_days)
-        return (reason, suppression_detail(reason, not_on_whatsapp_days)) if reason else None
+    def _cadence_rows(conn: Connection, rows: Sequence[Mapping[str, Any]], today: str,
+                      min_days_between: int) -> list[dict[str, Any]]:
+        """Messages claimed within the cadence for the customers (or invoices without one) of ``rows``."""
+        if min_days_between <= 0 or not rows:  # pragma: no mutate - < is the same: a cutoff of today matches no claim
+            return []
+        cutoff = (date.fromisoformat(today) - timedelta(days=min_days_between)).isoformat()
+        groups = [r["id"] for r in rows]
+        found = conn.execute(_CADENCE_ROWS, {
+            "b_orgs": sorted({r["organization_id"] for r in rows}),
+            "b_customers": sorted({r["customer_id"] for r in rows if r["customer_id"]}),
+            "b_invoices": sorted({r["invoice_id"] for r in rows if not r["customer_id"]}),
+            "b_kinds": sorted({r["kind"] for r in rows}), "b_groups": groups, "b_group_leads": groups,
+            "b_cutoff": cutoff,
+        })
+        return [dict(r._mapping) for r in found]
 
     @staticmethod
-    def _cadence(conn: Connection, row: Mapping[str, Any], today: str, min_days_between: int) -> tuple[str, str] | None:
+    def _cadence(row: Mapping[str, Any], earlier: Sequence[Mapping[str, Any]], claimed: Sequence[Mapping[str, Any]],
+                 min_days_between: int) -> tuple[str, str] | None:
         if min_days_between <= 0:  # pragma: no mutate - < is the same: a cutoff of today matches no claim
             return None
-        cutoff = (date.fromisoformat(today) - timedelta(days=min_days_between)).isoformat()
-        lead = row["id"]
-        who = (messages.c.customer_id == row["customer_id"]) if row["customer_id"] else (
-            messages.c.invoice_id == row["invoice_id"])
-        # The same day's statement in another currency is a message of its own, not a repeat.
-        other_currency = sa.and_(
-            messages.c.occasion == row["occasion"],
-            sa.func.coalesce(messages.c.currency_code, "") != row.get("currency_code"),
-        ) if row.get("currency_code") else sa.false()
-        earlier = conn.execute(
-            sa.select(messages.c.id, messages.c.occasion, messages.c.status, messages.c.invoice_number).where(
-                messages.c.organization_id == row["organization_id"],
-                who,
-                messages.c.kind == row["kind"],
-                messages.c.id != lead,
-                sa.or_(messages.c.message_id.is_(None), messages.c.message_id != lead),
-                messages.c.status.in_(DELIVERED_OR_MAYBE),
-                messages.c.claimed_on > cutoff,
-                sa.not_(other_currency),
-            ).limit(1)
-        ).first()
-        if earlier is None:
-            return None
-        return "cadence", (f"this customer's reminder for {earlier.occasion} (with {earlier.invoice_number}, row "
-                           f"{earlier.id}) is {earlier.status}, within {min_days_between} day(s)")
+
+        def same_customer(other: Mapping[str, Any]) -> bool:
+            if other["organization_id"] != row["organization_id"] or other["kind"] != row["kind"]:
+                return False
+            return other["customer_id"] == row["customer_id"] if row["customer_id"] else (
+                other["invoice_id"] == row["invoice_id"])
+
+        def other_currency(other: Mapping[str, Any]) -> bool:
+            # The same day's statement in another currency is a message of its own, not a repeat.
+            return bool(row.get("currency_code")) and other["occasion"] == row["occasion"] and (
+                (other["currency_code"] or "") != row["currency_code"])
+
+        for other in [*earlier, *({**c, "status": "sending"} for c in claimed)]:
+            if same_customer(other) and not other_currency(other):
+                return "cadence", (f"this customer's reminder for {other['occasion']} (with {other['invoice_number']}, "
+                                   f"row {other['id']}) is {other['status']}, within {min_days_between} day(s)")
+        return None
 
     @staticmethod
-    def _over_cap(conn: Connection, row: Mapping[str, Any], now: datetime, cap: RecipientCap) -> tuple[str, str] | None:
-        recent = conn.execute(
-            sa.select(sa.func.count()).where(
-                messages.c.recipient == row["recipient"],
-                messages.c.kind.in_(cap.kinds),
-                messages.c.id != row["id"],
-                messages.c.status.in_(DELIVERED_OR_MAYBE),
-                messages.c.claimed_at >= now - cap.window,
-                _is_lead(),  # messages, not the invoices they carry
-            )
-        ).scalar_one()
-        if recent < cap.limit:
+    def _cap_counts(conn: Connection, rows: Sequence[Mapping[str, Any]], now: datetime,
+                    cap: RecipientCap | None) -> Counter[str]:
+        """Messages of the cap's kinds claimed within its window, by number, for the numbers of ``rows``."""
+        if cap is None or not rows:
+            return Counter()
+        found = conn.execute(_CAP_COUNTS, {"b_recipients": sorted({r["recipient"] for r in rows}),
+                                           "b_kinds": list(cap.kinds), "b_ids": [r["id"] for r in rows],
+                                           "b_since": now - cap.window})
+        return Counter(dict(found.all()))
+
+    @staticmethod
+    def _over_cap(row: Mapping[str, Any], recent: Counter[str], claimed: Sequence[Mapping[str, Any]],
+                  cap: RecipientCap) -> tuple[str, str] | None:
+        count = recent[row["recipient"]] + sum(
+            1 for c in claimed if c["recipient"] == row["recipient"] and c["kind"] in cap.kinds)
+        if count < cap.limit:
             return None
         window = int(cap.window.total_seconds() // 60)
-        return RECIPIENT_CAP, f"{recent} message(s) to this number in the last {window} min (cap {cap.limit})"
+        return RECIPIENT_CAP, f"{count} message(s) to this number in the last {window} min (cap {cap.limit})"
 
     def settle(
         self,
@@ -737,25 +852,39 @@ class SendLedger:
         error_message: str | None = None,
     ) -> bool:
         """Record how a claimed send ended, on every row of the message. Only the claim's holder can settle it."""
-        if status not in ("sent", "failed", "unknown", "planned"):
-            raise ValueError(f"cannot settle a message as {status!r}")
+        return self.settle_many([{"row_id": row_id, "claim_token": claim_token, "status": status, "wamid": wamid,
+                                  "reason": reason, "error_code": error_code, "error_message": error_message}]) >= 1
+
+    def settle_many(self, outcomes: Sequence[Mapping[str, Any]], *, connection: Connection | None = None) -> int:
+        """:meth:`settle` for several messages in one transaction: each a mapping of its arguments
+        (``row_id``, ``claim_token``, ``status`` and the optional ones). Returns the rows written.
+        ``connection``: see :meth:`transaction`."""
+        for outcome in outcomes:
+            if outcome["status"] not in ("sent", "failed", "unknown", "planned"):
+                raise ValueError(f"cannot settle a message as {outcome['status']!r}")
         now = self.now()
-        values: dict[str, Any] = {
-            "status": status,
-            "reason": reason,
-            "error_code": error_code,
-            "error_message": error_message,
-            "updated_at": now,
-            "settled_at": now,
-        }
-        if wamid is not None:
-            values["wamid"] = wamid
-        if status == "planned":  # released: Meta proved nothing was sent, so the cadence is free again
-            values.update(claim_token=None, claimed_at=None, claimed_on=None, settled_at=None)
-        with self.transaction() as conn:  # every invoice of the message: the claim took them together
-            return conn.execute(
-                messages.update().where(_group(row_id), messages.c.claim_token == claim_token).values(**values)
-            ).rowcount >= 1
+        # released: Meta proved nothing was sent, so the cadence is free again
+        by_statement: dict[Any, list[dict[str, Any]]] = {_SETTLE: [], _RELEASE: []}
+        for outcome in outcomes:
+            by_statement[_RELEASE if outcome["status"] == "planned" else _SETTLE].append({
+                "b_row": outcome["row_id"], "b_token": outcome["claim_token"], "b_status": outcome["status"],
+                "b_reason": outcome.get("reason"), "b_code": outcome.get("error_code"),
+                "b_error": outcome.get("error_message"), "b_wamid": outcome.get("wamid"), "b_now": now,
+            })
+        written = 0
+        with self.transaction(connection) as conn:  # every invoice of the message: the claim took them together
+            for statement, params in by_statement.items():
+                if params:
+                    written += conn.execute(statement, params if len(params) > 1 else params[0]).rowcount
+        return written
+
+    def mark_noted(self, row_ids: Sequence[int]) -> int:
+        """Record that a note about these rows' message was written in Zoho Books (never written twice)."""
+        if not row_ids:
+            return 0
+        with self.transaction() as conn:
+            return conn.execute(messages.update().where(messages.c.id.in_(list(row_ids)))
+                                .values(noted_at=self.now())).rowcount
 
     # -- accounting ---------------------------------------------------------------------------
 

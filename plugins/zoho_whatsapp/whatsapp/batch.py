@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import KW_ONLY, asdict, dataclass, field
@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from sqlalchemy.engine import Connection
 
 from zoho_whatsapp.ledger import RunInfo, SendKey, SendLedger
 from zoho_whatsapp.ledger.delivery import NOT_ON_WHATSAPP, OPTED_OUT, callback_data
@@ -90,6 +91,34 @@ class BatchResult:
         return dict(sorted(self.counts.items()))
 
 
+class Settler:
+    """Writes how sends ended, the outcomes of threads settling at the same moment in one transaction.
+
+    ``settle`` returns once its outcome is written: the thread that gets the write lock writes every
+    outcome waiting, its own and the others'. Nothing waits for a timer, so a crash leaves no sent
+    message unrecorded that is not in a thread's hands.
+
+    >>> settler = Settler(ledger)
+    >>> settler.settle(row_id, token, "sent", wamid=wamid)
+    """
+
+    def __init__(self, ledger: SendLedger, connection: Connection | None = None) -> None:
+        self.ledger = ledger
+        self.connection = connection
+        self._pending: list[dict[str, Any]] = []
+        self._pending_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    def settle(self, row_id: int, claim_token: str, status: str, **outcome: Any) -> None:
+        with self._pending_lock:
+            self._pending.append({"row_id": row_id, "claim_token": claim_token, "status": status, **outcome})
+        with self._write_lock:  # a writer before us may have written ours already
+            with self._pending_lock:
+                outcomes, self._pending = self._pending, []
+            if outcomes:
+                self.ledger.settle_many(outcomes, connection=self.connection)
+
+
 @dataclass(eq=False)
 class BatchSender:
     """Claims each planned row in the ledger, sends it, settles it; the rest of the batch goes on.
@@ -121,6 +150,13 @@ class BatchSender:
         self.max_workers = max(1, self.max_workers)
         self._stop = threading.Event()
         self._pair_lock = threading.Lock()
+        self._claim_lock = threading.Lock()
+        self._waiting_lock = threading.Lock()
+        self._waiting = 0
+        self._todo: deque[dict[str, Any]] = deque()
+        self._claimed: deque[tuple[dict[str, Any], str]] = deque()
+        self._settles = Settler(self.ledger)
+        self._claim_connection: Connection | None = None
         self._next_for_recipient: dict[str, float] = {}
         self._in_flight: set[str] = set()
         self._result = BatchResult()
@@ -154,16 +190,27 @@ class BatchSender:
         if self.dry_run:
             return self._dry_run(todo)
         self._total = len(todo)
-        ordered = pair_rate_order(todo, self.limiter.interval, self.pair_interval)
-        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="whatsapp-send") as pool:
+        self._todo = deque(pair_rate_order(todo, self.limiter.interval, self.pair_interval))
+        # Claims and settles each hold a connection for the batch (they take turns under their locks).
+        claim_connection, settle_connection = self.ledger.engine.connect(), self.ledger.engine.connect()
+        self._claim_connection, self._settles = claim_connection, Settler(self.ledger, settle_connection)
+        try:
+            with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="whatsapp-send") as pool:
+                workers = [pool.submit(self._work) for _ in range(self.max_workers)]
+                try:
+                    for worker in workers:
+                        worker.result()
+                except BaseException:
+                    # Killed (SIGTERM, timeout): let in-flight sends settle, start no new one.
+                    self._stop.set()
+                    log.warning("interrupted: finishing the sends in flight, leaving the rest planned")
+                    raise
+        finally:
             try:
-                for _ in pool.map(self._send_one, ordered):
-                    pass
-            except BaseException:
-                # Killed (SIGTERM, timeout): let in-flight sends settle, start no new one.
-                self._stop.set()
-                log.warning("interrupted: finishing the sends in flight, leaving the rest planned")
-                raise
+                self._release_claimed()
+            finally:
+                claim_connection.close()
+                settle_connection.close()
         result = self._result
         log.info("batch %s finished: %s", ref.batch, result.as_dict())
         if result.stop_error is not None:
@@ -180,49 +227,120 @@ class BatchSender:
 
     # -- one message ------------------------------------------------------------------------------
 
-    def _send_one(self, row: dict[str, Any]) -> None:
-        if self._stop.is_set():
-            return
-        if self._stop_at is not None and window_now() >= self._stop_at:
-            self._count(HELD_FOR_WINDOW)
-            return
-        self._wait_for_recipient(row["recipient"])
-        try:
-            self._claim_and_send(row)
-        finally:
-            self._recipient_done(row["recipient"])
+    def _work(self) -> None:
+        """One sending thread: take a claimed message, send it, settle it; until none is left."""
+        while (claimed := self._next_claimed()) is not None:
+            row, token = claimed
+            try:
+                self._send_claimed(row, token)
+            finally:
+                self._recipient_done(row["recipient"])
 
-    def _claim_and_send(self, row: dict[str, Any]) -> None:
-        if self.before_claim is not None:
-            fresh = self.before_claim(row)
-            if fresh is None:  # nothing left to remind (paid since the fetch): recorded by before_claim
-                self._count("skipped_paid_since_fetch")
-                return
-            row = fresh
+    def _next_claimed(self) -> tuple[dict[str, Any], str] | None:
+        # Group commit: the thread that gets the lock claims, in one transaction, a message for every
+        # thread waiting for one at that moment, itself included. A message is claimed only once a
+        # thread is there to send it, so a crash leaves no more `unknown` than there are threads.
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            while True:
+                with self._claim_lock:
+                    if self._stop.is_set():
+                        return None
+                    if self._claimed:
+                        return self._claimed.popleft()
+                    chunk = self._take_ready(1 if self.before_claim is not None else self._waiting)
+                    if chunk:
+                        self._claim(chunk)
+                        continue
+                    if not self._todo:
+                        return None
+                    wait = self._next_ready_in()
+                time.sleep(wait)
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+
+    def _take_ready(self, limit: int) -> list[dict[str, Any]]:
+        """The next rows (up to ``limit``) whose number may get a message now, marked in flight.
+
+        Meta measures the pair rate where the requests arrive, so the next message to a number
+        waits for the previous one's answer and then the whole interval: a request delayed on a
+        busy machine can never land closer than the interval to the one after it.
+        """
+        now, taken, kept = time.monotonic(), [], []
+        while self._todo and len(taken) < limit and len(kept) < 4 * limit:
+            if self._stop_at is not None and window_now() >= self._stop_at:  # read before each claim
+                self._count(HELD_FOR_WINDOW, len(self._todo) + len(kept))
+                self._todo.clear()
+                return taken
+            row = self._todo.popleft()
+            recipient = row["recipient"]
+            with self._pair_lock:
+                ready = recipient not in self._in_flight and self._next_for_recipient.get(recipient, now) <= now
+                if ready:
+                    self._in_flight.add(recipient)
+            (taken if ready else kept).append(row)
+        self._todo.extendleft(reversed(kept))  # their turn comes when their number is free
+        return taken
+
+    def _next_ready_in(self) -> float:
+        with self._pair_lock:
+            now = time.monotonic()
+            waits = [self._next_for_recipient.get(r["recipient"], now) - now for r in list(self._todo)[:64]
+                     if r["recipient"] not in self._in_flight]
+        return min(max(min(waits, default=0.005), 0.005), 0.5)
+
+    def _claim(self, rows: list[dict[str, Any]]) -> None:
+        wanted: list[dict[str, Any]] = []
+        for row in rows:
+            if self.before_claim is not None:
+                fresh = self.before_claim(row)
+                if fresh is None:  # nothing left to remind (paid since the fetch): recorded by before_claim
+                    self._count("skipped_paid_since_fetch")
+                    self._recipient_done(row["recipient"])
+                    continue
+                row = fresh
+            wanted.append(row)
         token = uuid.uuid4().hex
-        claim = self.ledger.claim(
-            row["id"], self.run, token, min_days_between=self.min_days_between, recipient_cap=self.recipient_cap,
-            not_on_whatsapp_days=self._not_on_whatsapp_days,
+        claims = self.ledger.claim_many(
+            [row["id"] for row in wanted], self.run, token, min_days_between=self.min_days_between,
+            recipient_cap=self.recipient_cap, not_on_whatsapp_days=self._not_on_whatsapp_days,
+            connection=self._claim_connection,
         )
-        if not claim.claimed:
+        for row, claim in zip(wanted, claims, strict=True):
+            if claim.claimed:
+                self._claimed.append((row, token))
+                continue
+            self._recipient_done(row["recipient"])
             if claim.reason == RECIPIENT_CAP:
+                assert self.recipient_cap is not None
                 log.warning("%s to %s not sent: that number already had %d alert(s) within the hour",
                             row["invoice_number"], row["phone_masked"], self.recipient_cap.limit)
             elif claim.reason in (OPTED_OUT, NOT_ON_WHATSAPP):
                 log.info("%s to %s not sent: %s since it was planned", row["invoice_number"], row["phone_masked"],
                          claim.reason)
             self._count(_CLAIM_REFUSALS.get(claim.reason, "already_taken"))
-            return
+
+    def _release_claimed(self) -> None:
+        """Claimed but not sent when the batch stopped: back to ``planned`` (nothing left for Meta)."""
+        while self._claimed:
+            row, token = self._claimed.popleft()
+            self._settles.settle(row["id"], token, "planned", reason="stopped", error_message="run stopped before sending")
+            self._recipient_done(row["recipient"])
+            self._count("released")
+
+    def _send_claimed(self, row: dict[str, Any], token: str) -> None:
         try:
             body = self._body(row)
         except (TemplateError, KeyError, ValueError) as exc:
-            self.ledger.settle(row["id"], token, "failed", reason="template_error", error_message=str(exc))
+            self._settles.settle(row["id"], token, "failed", reason="template_error", error_message=str(exc))
             self._count("failed")
             return
         attempt = 0
         while True:
             if self._stop.is_set():
-                self.ledger.settle(row["id"], token, "planned", reason="stopped", error_message="run stopped before sending")
+                self._settles.settle(row["id"], token, "planned", reason="stopped", error_message="run stopped before sending")
                 self._count("released")
                 return
             self.limiter.acquire()
@@ -245,26 +363,26 @@ class BatchSender:
                 self._settle_error(row, token, exc)
                 return
             except Exception as exc:  # a bug after the request may have left: never resend blindly
-                self.ledger.settle(row["id"], token, "unknown", reason="client_error", error_message=repr(exc)[:500])
+                self._settles.settle(row["id"], token, "unknown", reason="client_error", error_message=repr(exc)[:500])
                 self._count("unknown")
                 log.exception("unexpected error sending %s", row["invoice_number"])
                 return
-            self.ledger.settle(row["id"], token, "sent", wamid=wamid)
+            self._settles.settle(row["id"], token, "sent", wamid=wamid)
             self._count("sent")
             return
 
     def _settle_error(self, row: dict[str, Any], token: str, exc: WhatsAppSendError) -> None:
         number = row["invoice_number"]
         if exc.outcome is Outcome.RETRY_LATER:
-            self.ledger.settle(row["id"], token, "planned", reason="retry_later", error_code=exc.code, error_message=str(exc))
+            self._settles.settle(row["id"], token, "planned", reason="retry_later", error_code=exc.code, error_message=str(exc))
             self._count("deferred")
             self._count(f"deferred_code_{exc.code}")
         elif exc.outcome is Outcome.UNKNOWN:
-            self.ledger.settle(row["id"], token, "unknown", reason="no_answer", error_code=exc.code, error_message=str(exc))
+            self._settles.settle(row["id"], token, "unknown", reason="no_answer", error_code=exc.code, error_message=str(exc))
             self._count("unknown")
             log.warning("%s to %s: outcome unknown (%s); recorded, not resent", number, row["phone_masked"], exc)
         elif exc.outcome is Outcome.STOP_RUN:
-            self.ledger.settle(row["id"], token, "planned", reason="stopped", error_code=exc.code, error_message=str(exc))
+            self._settles.settle(row["id"], token, "planned", reason="stopped", error_code=exc.code, error_message=str(exc))
             self._count("released")
             with self._count_lock:
                 if self._result.stop_error is None:
@@ -272,7 +390,7 @@ class BatchSender:
             self._stop.set()
             log.error("stopping the batch: %s", exc)
         else:
-            self.ledger.settle(row["id"], token, "failed", reason="whatsapp_error", error_code=exc.code, error_message=str(exc))
+            self._settles.settle(row["id"], token, "failed", reason="whatsapp_error", error_code=exc.code, error_message=str(exc))
             self._count("failed")
             log.warning("%s to %s failed permanently: %s", number, row["phone_masked"], exc)
 
@@ -281,19 +399,6 @@ class BatchSender:
         params = json.loads(row["parameters"] or "{}")
         opaque = callback_data(row["organization_id"], row["kind"], row["invoice_id"], row["occasion"])
         return build_template_message(spec, row["recipient"], params, language=row["template_language"], opaque=opaque)
-
-    def _wait_for_recipient(self, recipient: str) -> None:
-        # Meta measures the pair rate where the requests arrive, so the next message to a number
-        # waits for the previous one's answer and then the whole interval: a request delayed on a
-        # busy machine can never land closer than the interval to the one after it.
-        while True:
-            with self._pair_lock:
-                now = time.monotonic()
-                ready = self._next_for_recipient.get(recipient, now)
-                if recipient not in self._in_flight and ready <= now:
-                    self._in_flight.add(recipient)
-                    return
-            time.sleep(max(ready - now, 0.005))
 
     def _recipient_done(self, recipient: str) -> None:
         with self._pair_lock:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
+import certifi
 import requests
+import urllib3
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
@@ -135,6 +139,22 @@ class WhatsAppHook(BaseHook):
             session.verify = ca_bundle
         return session
 
+    @cached_property
+    def _sender(self) -> urllib3.PoolManager:
+        # Messages go through urllib3 directly: requests' per-request work (merging settings, hooks,
+        # cookies) was two thirds of the hook's CPU per message at 500 msg/s. The same proxy and CA
+        # bundle as the session's; redirects are not followed (the token never goes to another host).
+        options: dict[str, Any] = {"num_pools": 2, "maxsize": self.pool_size, "retries": False,
+                                   "timeout": urllib3.Timeout(self.timeout)}
+        verify = self._session.verify
+        options["ca_certs"] = verify if isinstance(verify, str) else certifi.where()
+        proxy = self._session.proxies.get(urlsplit(self.settings.base_url).scheme)
+        return urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+
+    @cached_property
+    def _send_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.settings.access_token}", "Content-Type": "application/json"}
+
     def send_message(self, body: dict[str, Any]) -> str:
         """POST one message and return its ``wamid``; raise a :class:`WhatsAppSendError` otherwise.
 
@@ -144,13 +164,17 @@ class WhatsAppHook(BaseHook):
         s = self.settings
         conn_id = self.whatsapp_conn_id
         try:
-            response = self._session.post(s.messages_url, json=body, timeout=self.timeout)
-        except requests.RequestException as exc:
+            response = self._sender.request("POST", s.messages_url, body=json.dumps(body, allow_nan=False).encode(),
+                                            headers=self._send_headers, redirect=False)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             # The request may have reached Meta before the connection broke.
             raise OutcomeUnknown(f"no answer from the Cloud API ({exc.__class__.__name__})", conn_id=conn_id) from exc
-        payload = _json_or_none(response)
+        try:
+            payload = json.loads(response.data)
+        except ValueError:
+            payload = None
         error = payload.get("error") if isinstance(payload, dict) else None
-        status = response.status_code
+        status = response.status
         if isinstance(error, dict):
             raise from_envelope(error, status=status, conn_id=conn_id)
         if 400 <= status < 500:

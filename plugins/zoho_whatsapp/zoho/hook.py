@@ -7,7 +7,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import cached_property
 from typing import Any
@@ -198,6 +198,23 @@ class ZohoBooksHook(BaseHook):
         self._token: CachedToken | None = None
         self._token_lock = threading.Lock()
         self._organization: Organization | None = None
+
+    @classmethod
+    def for_organization(cls, conn_id: str | None, organization_id: str) -> ZohoBooksHook:
+        """A hook on ``conn_id`` (``None``: the default connection) that calls ``organization_id``.
+
+        Several organizations may share one Zoho login, so one connection (and its cached token)
+        serves them all; the organization is the run's, not the connection's ``extra.organization_id``.
+        The connection is read here, so a missing or incomplete one fails now, naming it.
+
+        .. code-block:: python
+
+            hook = ZohoBooksHook.for_organization("zoho_books_default", "60012345678")
+            invoices = hook.list_open_invoices(customer_id)
+        """
+        hook = cls(conn_id or cls.default_conn_name)
+        hook.settings = replace(hook.settings, organization_id=organization_id)
+        return hook
 
     # -- connection -------------------------------------------------------------------------
 
