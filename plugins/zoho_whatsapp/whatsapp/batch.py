@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import KW_ONLY, asdict, dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -287,7 +288,7 @@ class BatchSender:
     def _next_ready_in(self) -> float:
         with self._pair_lock:
             now = time.monotonic()
-            waits = [self._next_for_recipient.get(r["recipient"], now) - now for r in list(self._todo)[:64]
+            waits = [self._next_for_recipient.get(r["recipient"], now) - now for r in islice(self._todo, 64)
                      if r["recipient"] not in self._in_flight]
         return min(max(min(waits, default=0.005), 0.005), 0.5)
 

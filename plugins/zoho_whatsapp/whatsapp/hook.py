@@ -169,10 +169,7 @@ class WhatsAppHook(BaseHook):
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             # The request may have reached Meta before the connection broke.
             raise OutcomeUnknown(f"no answer from the Cloud API ({exc.__class__.__name__})", conn_id=conn_id) from exc
-        try:
-            payload = json.loads(response.data)
-        except ValueError:
-            payload = None
+        payload = _json_or_none(response.data)
         error = payload.get("error") if isinstance(payload, dict) else None
         status = response.status
         if isinstance(error, dict):
@@ -203,7 +200,7 @@ class WhatsAppHook(BaseHook):
             response = self._session.get(s.phone_number_url, timeout=self.timeout)
         except requests.RequestException as exc:
             raise WhatsAppUnreachable(f"cannot reach {s.base_url}: {exc}", conn_id=conn_id) from exc
-        payload = _json_or_none(response)
+        payload = _json_or_none(response.content)
         error = payload.get("error") if isinstance(payload, dict) else None
         status = response.status_code
         if isinstance(error, dict):
@@ -235,8 +232,9 @@ class WhatsAppHook(BaseHook):
             return False, str(exc)
 
 
-def _json_or_none(response: requests.Response) -> Any:
+def _json_or_none(body: bytes) -> Any:
+    """The answer's JSON, or None when it is not JSON (a proxy's HTML page, an empty body)."""
     try:
-        return response.json()
+        return json.loads(body)
     except ValueError:
         return None
