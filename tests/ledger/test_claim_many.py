@@ -6,12 +6,16 @@ it leaves, must be the one-at-a-time claim's: on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 
 from tests.ledger.test_message_groups import ORG, days_ago, invoice, key, plan_statement
 from zoho_whatsapp.ledger import RecipientCap, RunInfo, SendKey, SendLedger
+from zoho_whatsapp.ledger.ledger import claim_lock_keys
 from zoho_whatsapp.ledger.schema import messages
 
 CAP = RecipientCap(1, ("invoice_created", "payment_received"))
@@ -122,3 +126,41 @@ def test_a_row_taken_between_reading_and_taking_rolls_the_chunk_back_and_claims_
     states = row_states(ledger)
     assert states[first] == ("sending", None, "t1", "today", 1)  # rolled back once, claimed again: attempts 1
     assert states[second][:3] == ("sending", None, "other")
+
+
+def test_a_claim_postgresql_aborts_to_break_a_deadlock_is_run_again(ledger: SendLedger, caplog) -> None:
+    """Another writer holds the message's rows and then wants the customer's claim lock, which the claim
+    waiting for those rows holds: PostgreSQL aborts the claim (the first to wait), and the claim, having
+    written nothing, runs again and takes the message."""
+    if ledger.engine.dialect.name != "postgresql":
+        pytest.skip("deadlocks are PostgreSQL's: SQLite has a single writer")
+    lead = plan_statement(ledger, days_ago(0), [invoice(1, "c1"), invoice(2, "c1")])
+    (lead_row,) = ledger.rows(id=lead)
+    outcome: dict[str, object] = {}
+
+    def claim() -> None:
+        try:
+            outcome["claims"] = ledger.claim_many([lead], RUN, "t")
+        except Exception as error:  # noqa: BLE001 - the assertion below shows it
+            outcome["error"] = error
+
+    with ledger.engine.connect() as other, other.begin():
+        other.execute(sa.text("SET LOCAL deadlock_timeout = '20s'"))  # the claim is the one PostgreSQL aborts
+        other.execute(messages.update().where(sa.or_(messages.c.id == lead, messages.c.message_id == lead))
+                      .values(batch=7))
+        claimer = threading.Thread(target=claim)
+        claimer.start()
+        waiting = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = :db")
+        with ledger.engine.connect() as watch:
+            deadline = time.monotonic() + 10
+            while not watch.execute(waiting, {"db": ledger.engine.url.database}).scalar():
+                assert time.monotonic() < deadline, "the claim never waited for the held rows"
+                time.sleep(0.02)
+        other.execute(sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+                      {"keys": claim_lock_keys(lead_row, capped=False)})  # the cycle
+    claimer.join(30)
+
+    assert "error" not in outcome, outcome.get("error")
+    assert outcomes(outcome["claims"]) == ["claimed"]
+    assert {(r["status"], r["claim_token"], r["batch"]) for r in ledger.rows()} == {("sending", "t", 7)}
+    assert "deadlock" in caplog.text and "trying again (2 of 5)" in caplog.text

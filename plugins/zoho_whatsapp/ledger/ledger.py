@@ -14,15 +14,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import tempfile
+import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -45,6 +47,11 @@ DEFAULT_NOT_ON_WHATSAPP_DAYS = 30.0  # a number may join WhatsApp later: try it 
 # Whose doing a row's state is: a claim stamps run_id on the rows it sends; planning happens in the
 # run that fetched the row (seen_run_id).
 _SETTLED_BY_RUN = ("sending", "sent", "failed", "unknown")
+# PostgreSQL aborts one of two transactions that wait on each other's rows (or cannot be serialised);
+# the aborted one wrote nothing and is meant to be run again.
+_RETRYABLE = {"40P01": "deadlock", "40001": "serialization failure"}
+_ATTEMPTS = 5
+_T = TypeVar("_T")
 
 
 class LedgerUnavailable(AirflowFailException):
@@ -211,6 +218,16 @@ def _suppression_refusal(row: Mapping[str, Any], suppressed: Mapping[str, str],
     return (reason, suppression_detail(reason, not_on_whatsapp_days)) if reason else None
 
 
+def claim_lock_keys(row: Mapping[str, Any], *, capped: bool) -> list[int]:
+    """PostgreSQL advisory lock keys a claim of this message (its lead row) holds: its customer's (or,
+    without one, its invoice's) messages of its kind, and its number's when a recipient cap counts it."""
+    who = f"customer:{row['customer_id']}" if row["customer_id"] else row["invoice_id"]
+    keys = [zlib.crc32(f"{row['organization_id']}:{who}:{row['kind']}".encode())]
+    if capped:
+        keys.append(zlib.crc32(f"recipient:{row['recipient']}".encode()))
+    return keys
+
+
 def ist_day(moment: datetime) -> str:
     return moment.astimezone(IST).date().isoformat()
 
@@ -352,6 +369,23 @@ class SendLedger:
         else:
             with connection.begin():
                 yield connection
+
+    def _write(self, what: str, work: Callable[[Connection], _T], connection: Connection | None = None) -> _T:
+        """``work`` in one transaction (see :meth:`transaction`), run again when PostgreSQL aborted it to
+        break a deadlock with another writer: a multi-row write of another run or task may lock the same
+        rows in another order (the physical order of its scan), and the aborted attempt wrote nothing."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with self.transaction(connection) as conn:
+                    return work(conn)
+            except sa.exc.DBAPIError as error:
+                code = getattr(error.orig, "pgcode", None)
+                if code not in _RETRYABLE or attempt == _ATTEMPTS:
+                    raise
+                log.warning("ledger %s: PostgreSQL aborted it in a %s with another writer (nothing was written); "
+                            "trying again (%d of %d)", what, _RETRYABLE[code], attempt + 1, _ATTEMPTS)
+                time.sleep(random.uniform(0, 0.05 * attempt))  # two victims of one cycle must not meet again
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- recording what Zoho says is overdue -----------------------------------------------------
 
@@ -543,7 +577,8 @@ class SendLedger:
             for s in skips
         ]
         now = self.now()
-        with self.transaction() as conn:
+
+        def write(conn: Connection) -> None:
             # In row order: two runs planning one date at once then lock rows in the same order, and wait for
             # each other instead of deadlocking (their grouping may list customers in different orders).
             for rows in (sorted(planned, key=lambda r: r["id"]), sorted(skipped, key=lambda r: r["id"])):
@@ -557,6 +592,8 @@ class SendLedger:
                     .values({**{c: sa.bindparam(f"p_{c}") for c in columns}, "updated_at": now}),
                     [{f"p_{c}": v for c, v in row.items()} for row in rows],
                 )
+
+        self._write("plan", write)
 
     def replan_message(self, lead_id: int, stages: Mapping[int, int], dropped: Mapping[int, tuple[str, str]],
                        *, template_name: str, parameters: Mapping[str, str]) -> int | None:
@@ -597,12 +634,11 @@ class SendLedger:
         by the batching rules."""
         if not batches:
             return
-        with self.transaction() as conn:
-            conn.execute(
-                messages.update().where(_group(sa.bindparam("row_id"))).values(batch=sa.bindparam("batch_no")),
-                # In row order, like plan_many: two runs of one date lock the same rows in the same order.
-                [{"row_id": row_id, "batch_no": batch} for row_id, batch in sorted(batches.items())],
-            )
+        self._write("batch numbers", lambda conn: conn.execute(
+            messages.update().where(_group(sa.bindparam("row_id"))).values(batch=sa.bindparam("batch_no")),
+            # In row order, like plan_many: two runs of one date lock the same rows in the same order.
+            [{"row_id": row_id, "batch_no": batch} for row_id, batch in sorted(batches.items())],
+        ))
 
     def reopen_unknown(self, key: SendKey) -> int:
         """A person checked the ``unknown`` rows and asked to resend them: back to ``planned``."""
@@ -704,8 +740,8 @@ class SendLedger:
         limits = {"min_days_between": min_days_between, "recipient_cap": recipient_cap,
                   "not_on_whatsapp_days": not_on_whatsapp_days}
         try:
-            with self.transaction(connection) as conn:
-                return self._claim_in(conn, row_ids, run, claim_token, **limits)
+            return self._write("claim", lambda conn: self._claim_in(conn, row_ids, run, claim_token, **limits),
+                               connection)
         except _PartGroup:
             if len(row_ids) == 1:
                 return [Claim(False, "taken")]
@@ -727,12 +763,7 @@ class SendLedger:
             return recipient_cap is not None and row["kind"] in recipient_cap.kinds
 
         if self._lock_per_invoice:
-            keys = set()
-            for row in leads.values():
-                who = f"customer:{row['customer_id']}" if row["customer_id"] else row["invoice_id"]
-                keys.add(zlib.crc32(f"{row['organization_id']}:{who}:{row['kind']}".encode()))
-                if capped(row):
-                    keys.add(zlib.crc32(f"recipient:{row['recipient']}".encode()))
+            keys = {key for row in leads.values() for key in claim_lock_keys(row, capped=capped(row))}
             # One order for every claim, however many messages it takes: no two claims wait on each other.
             conn.execute(_ADVISORY_LOCKS, {"keys": sorted(keys)})
         members: dict[int, list[tuple[int, str]]] = {row_id: [] for row_id in leads}
@@ -871,12 +902,12 @@ class SendLedger:
                 "b_reason": outcome.get("reason"), "b_code": outcome.get("error_code"),
                 "b_error": outcome.get("error_message"), "b_wamid": outcome.get("wamid"), "b_now": now,
             })
-        written = 0
-        with self.transaction(connection) as conn:  # every invoice of the message: the claim took them together
-            for statement, params in by_statement.items():
-                if params:
-                    written += conn.execute(statement, params if len(params) > 1 else params[0]).rowcount
-        return written
+
+        def write(conn: Connection) -> int:  # every invoice of the message: the claim took them together
+            return sum(conn.execute(statement, params if len(params) > 1 else params[0]).rowcount
+                       for statement, params in by_statement.items() if params)
+
+        return self._write("settle", write, connection)
 
     def mark_noted(self, row_ids: Sequence[int]) -> int:
         """Record that a note about these rows' message was written in Zoho Books (never written twice)."""
