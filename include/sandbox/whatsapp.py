@@ -12,7 +12,7 @@ with code 100.  So ``"+91 98200 12345"``, ``"919820012345"`` and ``"9820012345"`
 from __future__ import annotations
 
 import base64
-import collections
+import bisect
 import hashlib
 import hmac
 import json
@@ -135,7 +135,7 @@ class WhatsApp:
     def reset(self) -> None:
         with self.lock:
             self.messages: list[dict[str, Any]] = []
-            self.window: collections.deque = collections.deque()
+            self.window: list[float] = []  # arrival times of accepted messages, in order
             self._five_toggle = 0
 
     def sent(self) -> list[dict[str, Any]]:
@@ -205,6 +205,9 @@ class WhatsApp:
 
     # ------------------------------------------------------------------ send
     def _send(self, req: Request) -> Reply:
+        # Meta counts a message when it arrives; the latency below is its work and the way back. Counting
+        # after it would count this process's own wake-up delays (a busy CPU) as the sender's bursts.
+        arrived, arrived_at = time.monotonic(), datetime.now(UTC)
         latency = float(self.faults.get("whatsapp_latency_ms") or 0) / 1000.0
         if latency > 0:
             self.wake.wait(latency)
@@ -221,11 +224,8 @@ class WhatsApp:
         if rule is not None:
             return self._injected(rule)
         cap = int(self.faults.get("whatsapp_rate_cap"))
-        now = time.monotonic()
         with self.lock:
-            while self.window and self.window[0] <= now - 1.0:
-                self.window.popleft()
-            if len(self.window) >= cap:
+            if self._over_cap(arrived, cap, keep=latency + 2.0):
                 status = int(self.faults.get("whatsapp_rate_limit_status") or 400)
                 return error_reply(status, 130429, "(#130429) Rate limit hit",
                                    "Cloud API message throughput has been reached.")
@@ -237,7 +237,7 @@ class WhatsApp:
                                                   "Service Unavailable"), HTML)
                 if not self.faults.get("whatsapp_5xx_accepted"):
                     return gateway
-            record = self._record(parsed, now)
+            record = self._record(parsed, arrived, arrived_at)
         if self.on_accept is not None:  # accepted, whatever the answer says: Meta reports on it
             self.on_accept(record)
         if five:
@@ -257,9 +257,20 @@ class WhatsApp:
         )
         return reply
 
-    def _record(self, parsed: dict[str, Any], now: float) -> dict[str, Any]:
+    def _over_cap(self, arrived: float, cap: int, *, keep: float) -> bool:
+        """Whether accepting a message that arrived at ``arrived`` puts more than ``cap`` accepted messages
+        into some sliding second (caller holds ``self.lock``). Requests finish in another order than they
+        arrived (each waits the latency on its own thread): every second that would hold this one counts,
+        those ending at a later arrival already accepted too. Arrivals older than ``keep`` are forgotten."""
+        window = self.window
+        del window[:bisect.bisect_right(window, arrived - keep)]
+        ends = [arrived, *window[bisect.bisect_right(window, arrived):bisect.bisect_left(window, arrived + 1.0)]]
+        return any(bisect.bisect_right(window, end) - bisect.bisect_right(window, end - 1.0) + 1 > cap
+                   for end in ends)
+
+    def _record(self, parsed: dict[str, Any], arrived: float, arrived_at: datetime) -> dict[str, Any]:
         """Store an accepted message (caller holds ``self.lock``)."""
-        self.window.append(now)
+        bisect.insort(self.window, arrived)
         record = {
             "wamid": new_wamid(parsed["wa_id"]),
             "to": parsed["to"],
@@ -270,7 +281,7 @@ class WhatsApp:
             "parameters": parsed.get("parameters", {}),
             "text": parsed["text"],
             "biz_opaque_callback_data": parsed.get("biz_opaque_callback_data"),
-            "received_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "received_at": arrived_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "phone_number_id": self.phone_number_id,
         }
         self.messages.append(record)

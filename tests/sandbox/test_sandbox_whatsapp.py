@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -185,6 +186,29 @@ def test_rate_cap_is_130429_and_nothing_recorded(sandbox, reminder_body) -> None
     for r in limited:
         assert r.status_code == 400 and error_of(r)["code"] == 130429
     assert len(sandbox.messages()) == 10
+
+
+def test_a_message_counts_when_it_arrives_not_when_its_latency_is_over(sandbox, wa) -> None:
+    """Meta counts throughput at arrival: the sandbox's own latency wait (late on a busy CPU) is not the sender's."""
+    sandbox.set_faults(whatsapp_latency_ms=400)
+    before = datetime.now(UTC)
+    assert wa.send().status_code == 200
+    after = datetime.now(UTC)
+    (message,) = sandbox.messages()
+    arrived = datetime.fromisoformat(message["received_at"].replace("Z", "+00:00"))
+    assert before - timedelta(milliseconds=1) <= arrived < before + timedelta(milliseconds=200) < after
+
+
+def test_every_sliding_second_holding_a_late_finished_request_stays_under_the_cap(sandbox) -> None:
+    """Requests finish out of order (each waits on its own thread): one that arrived at 0.5 s and finished
+    last is refused, as the second ending at the 0.9 s arrival would otherwise hold three under a cap of 2."""
+    whatsapp = sandbox.whatsapp
+    assert not whatsapp._over_cap(100.0, 2, keep=2.0)
+    whatsapp.window[:] = [100.0, 100.9]
+    assert whatsapp._over_cap(100.5, 2, keep=2.0)
+    assert not whatsapp._over_cap(101.85, 2, keep=2.0)  # the second (100.85, 101.85] holds 100.9 only
+    assert whatsapp.window == [100.0, 100.9]
+    assert not whatsapp._over_cap(103.5, 2, keep=2.0) and whatsapp.window == []  # forgotten past ``keep``
 
 
 def test_rate_cap_status_can_be_429(sandbox, wa) -> None:
