@@ -676,18 +676,17 @@ class SendLedger:
 
     def _interrupted(self, *where: Any) -> int:
         now = self.now()
-        with self.transaction() as conn:
-            return conn.execute(
-                messages.update()
-                .where(*where, messages.c.status == "sending")
-                .values(
-                    status="unknown",
-                    reason="interrupted",
-                    error_message="the task died while this message was being sent; it may have been delivered",
-                    updated_at=now,
-                    settled_at=now,
-                )
-            ).rowcount
+        return self._write("interrupted claims", lambda conn: conn.execute(
+            messages.update()
+            .where(*where, messages.c.status == "sending")
+            .values(
+                status="unknown",
+                reason="interrupted",
+                error_message="the task died while this message was being sent; it may have been delivered",
+                updated_at=now,
+                settled_at=now,
+            )
+        ).rowcount)
 
     def claim(
         self,
