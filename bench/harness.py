@@ -246,9 +246,12 @@ class SandboxProcess:
         "zoho_daily_quota": "--zoho-daily-quota",
     }
 
-    def __init__(self, *, invoices: int, seed: int = 42, **settings: Any) -> None:
+    def __init__(self, *, invoices: int, seed: int = 42, nice: int = 0, **settings: Any) -> None:
         self.invoices = invoices
         self.seed = seed
+        # A negative ``nice`` (root only) keeps the sandbox ahead of load put beside the sender: Meta's
+        # servers are not on the sender's CPUs, and a starved sandbox counts its own delays as bursts.
+        self.nice = nice if nice >= 0 or os.geteuid() == 0 else 0
         self.settings = settings
         self.url = ""
         self._proc: subprocess.Popen[str] | None = None
@@ -264,7 +267,9 @@ class SandboxProcess:
             else:
                 extra[name] = value
         env = {**os.environ, "PYTHONPATH": str(REPO / "include")}
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
+        nice = self.nice
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
+                                      preexec_fn=(lambda: os.nice(nice)) if nice else None)
         deadline = time.monotonic() + timeout
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()  # blocks until the sandbox has bound its port
