@@ -228,6 +228,11 @@ def _log_tail(env: dict[str, str], lines: int = 30) -> str:
     return f"\n--- last lines of {path} ---\n" + "\n".join(tail)
 
 
+# The nice level the benches give the sandbox where load is put beside the sender (root only): Meta's servers
+# are not on the sender's CPUs, and a starved sandbox counts its own late wake-ups as the sender's bursts.
+PROVIDER_NICE = -10
+
+
 class SandboxProcess:
     """``python -m sandbox`` on a free loopback port, driven over its ``/_sandbox`` control endpoints.
 
@@ -249,8 +254,6 @@ class SandboxProcess:
     def __init__(self, *, invoices: int, seed: int = 42, nice: int = 0, **settings: Any) -> None:
         self.invoices = invoices
         self.seed = seed
-        # A negative ``nice`` (root only) keeps the sandbox ahead of load put beside the sender: Meta's
-        # servers are not on the sender's CPUs, and a starved sandbox counts its own delays as bursts.
         self.nice = nice if nice >= 0 or os.geteuid() == 0 else 0
         self.settings = settings
         self.url = ""
