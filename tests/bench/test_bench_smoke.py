@@ -79,5 +79,8 @@ def test_bench_smoke_tier(tmp_path: Path, postgres_url: str | None) -> None:
         assert r["peak_1s"] <= r["cap"]
         # the hogs load the sender's cores, not the provider's: the sandbox runs ahead of them where it may
         assert r["provider_nice"] == (PROVIDER_NICE if r["hogs"] and os.geteuid() == 0 else 0)
+        # every request the sandbox saw was stamped as written by a sender, and paced under the cap
+        assert r["written"] == r["received"] + sum(r["refusals_by_code"].values())
+        assert 0 < r["peak_written_1s"] <= r["cap"]
     assert value(figures, "tier: lost + duplicated") == 0
     assert value(figures, "tier: sender CPU per 1,000 messages") > 0
