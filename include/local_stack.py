@@ -44,7 +44,7 @@ if str(_INCLUDE) not in sys.path:
 import local_airflow  # noqa: E402  (include/ is not on sys.path before the lines above)
 
 local_airflow.add_source_paths()
-from bench.harness import SandboxProcess  # noqa: E402  (the repository is on sys.path from here on)
+from bench.harness import SandboxProcess, niceness  # noqa: E402  (the repository is on sys.path from here on)
 
 REPO = local_airflow.REPO
 COMPOSE_FILE = REPO / "docker-compose.yaml"
@@ -460,7 +460,7 @@ class Stack:
             component.proc = subprocess.Popen(component.command, env={**self.env, **component.env}, stdout=log,
                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                               start_new_session=True, cwd=self.home,
-                                              preexec_fn=_niceness(component.nice))
+                                              preexec_fn=niceness(component.nice, f"{component.name}'s cpu_shares"))
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> set[int]:
         """Send ``sig`` to every process group of component ``name`` (its tasks' too); returns the groups."""
@@ -667,23 +667,6 @@ class Stack:
                 if pid in tree:
                     return name
         return None
-
-
-def _niceness(level: int) -> Callable[[], None] | None:
-    """What Popen runs in the child before the command: the component's nice level (none at level 0).
-
-    Below 0 needs root (a container's cpu_shares does not); without it the component runs at 0, and says so.
-    """
-    if not level:
-        return None
-
-    def apply() -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, level)
-        except PermissionError:
-            os.write(2, f"local_stack: cannot set nice {level} (cpu_shares) without root; running at 0\n".encode())
-
-    return apply
 
 
 def _alive(pid: int) -> bool:

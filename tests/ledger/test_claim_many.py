@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from tests.ledger.test_message_groups import ORG, days_ago, invoice, key, plan_statement
 from zoho_whatsapp.ledger import RecipientCap, RunInfo, SendKey, SendLedger
-from zoho_whatsapp.ledger.ledger import claim_lock_keys
+from zoho_whatsapp.ledger.ledger import _ADVISORY_LOCKS, claim_lock_keys
 from zoho_whatsapp.ledger.schema import messages
 
 CAP = RecipientCap(1, ("invoice_created", "payment_received"))
@@ -156,8 +156,7 @@ def test_a_claim_postgresql_aborts_to_break_a_deadlock_is_run_again(ledger: Send
             while not watch.execute(waiting, {"db": ledger.engine.url.database}).scalar():
                 assert time.monotonic() < deadline, "the claim never waited for the held rows"
                 time.sleep(0.02)
-        other.execute(sa.text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
-                      {"keys": claim_lock_keys(lead_row, capped=False)})  # the cycle
+        other.execute(_ADVISORY_LOCKS, {"keys": claim_lock_keys(lead_row, capped=False)})  # the cycle
     claimer.join(30)
 
     assert "error" not in outcome, outcome.get("error")
