@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import io
 import ipaddress
 import re
 import socket
@@ -27,6 +28,8 @@ from .zoho_books import ZohoBooks
 from .zoho_oauth import FULL_SCOPE, ZohoOAuth
 
 SERVICES = ("zoho_oauth", "zoho_books", "whatsapp")
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python's socket module does not name it
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
 _SECRET_FIELDS = {"client_secret", "refresh_token", "code", "token", "access_token"}
 _VERSIONED = re.compile(r"/v\d+\.\d+(/|$)")
 
@@ -89,6 +92,49 @@ class _Server(ThreadingHTTPServer):
         self.sandbox = sandbox
         super().__init__(addr, _Handler)
 
+    def server_bind(self) -> None:
+        super().server_bind()
+        # The kernel stamps each packet as it arrives; accepted connections inherit the option.
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:  # not Linux: requests are stamped when their thread reads them
+            pass
+
+
+class _ArrivalStampedReader(socket.SocketIO):
+    """The connection's reads, keeping when the kernel received the first bytes of each request.
+
+    Meta counts a message when it reaches its servers. This process reading it later (its threads
+    waiting for a busy CPU or the GIL) is the provider's own delay, not the sender's burst: the
+    request's arrival is the kernel's receive time of its first packet (``SO_TIMESTAMPNS``).
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock, "rb")
+        self.first_arrival: float | None = None
+
+    def next_request(self) -> None:
+        self.first_arrival = None
+
+    def readinto(self, buffer: Any) -> int:
+        self._checkClosed()
+        self._checkReadable()
+        if self._timeout_occurred:
+            raise OSError("cannot read from timed out object")
+        try:
+            nbytes, ancillary, _flags, _addr = self._sock.recvmsg_into([buffer], _TIMESTAMP_SPACE)
+        except TimeoutError:
+            self._timeout_occurred = True
+            raise
+        except BlockingIOError:
+            return None  # type: ignore[return-value]  (RawIOBase: no data yet on a non-blocking socket)
+        if self.first_arrival is None:
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                    seconds, nanoseconds = int.from_bytes(data[:8], sys.byteorder), int.from_bytes(data[8:16], sys.byteorder)
+                    self.first_arrival = seconds + nanoseconds / 1e9
+        return nbytes
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -96,6 +142,17 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     timeout = 120
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # replaced by one that keeps the kernel's receive times
+        self._arrivals = _ArrivalStampedReader(self.connection)
+        self.connection._io_refs += 1  # type: ignore[attr-defined]  (as socket.makefile counts its files)
+        self.rfile = io.BufferedReader(self._arrivals)
+
+    def handle_one_request(self) -> None:
+        self._arrivals.next_request()
+        super().handle_one_request()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         self._dispatch()
@@ -114,7 +171,10 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         raw_headers = list(self.headers.items())
         headers = {k.lower(): v for k, v in raw_headers}
-        req = Request(self.command, unquote(split.path), query, headers, body, raw_headers=raw_headers)
+        # Bytes already buffered with the previous request (a pipelining client) keep its read's time.
+        received = self._arrivals.first_arrival or time.time()
+        req = Request(self.command, unquote(split.path), query, headers, body, received=received,
+                      raw_headers=raw_headers)
         started = time.monotonic()
         service, reply = sandbox.dispatch(req)
         if service is not None:

@@ -135,7 +135,7 @@ class WhatsApp:
     def reset(self) -> None:
         with self.lock:
             self.messages: list[dict[str, Any]] = []
-            self.window: list[float] = []  # arrival times of accepted messages, in order
+            self.window: list[float] = []  # arrival times (epoch seconds) of accepted messages, in order
             self._five_toggle = 0
 
     def sent(self) -> list[dict[str, Any]]:
@@ -205,9 +205,11 @@ class WhatsApp:
 
     # ------------------------------------------------------------------ send
     def _send(self, req: Request) -> Reply:
-        # Meta counts a message when it arrives; the latency below is its work and the way back. Counting
-        # after it would count this process's own wake-up delays (a busy CPU) as the sender's bursts.
-        arrived, arrived_at = time.monotonic(), datetime.now(UTC)
+        # Meta counts a message when it arrives: the kernel's receive time of the request (server.py), not
+        # when this process got round to it, nor after the latency below (its work and the way back).
+        # Counting later would count the sandbox's own delays on a busy CPU as the sender's bursts.
+        arrived = req.received
+        arrived_at = datetime.fromtimestamp(arrived, UTC)
         latency = float(self.faults.get("whatsapp_latency_ms") or 0) / 1000.0
         if latency > 0:
             self.wake.wait(latency)

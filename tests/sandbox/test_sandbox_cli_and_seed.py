@@ -10,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
-from datetime import date
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,37 @@ def test_tiny_ledgers_work() -> None:
     for n in (0, 1, 3):
         sb = Sandbox(invoices=n)
         assert len(sb.overdue_invoices()) == n
+
+
+def test_a_message_arrives_when_the_kernel_receives_it_not_when_a_stalled_sandbox_reads_it(reminder_body) -> None:
+    """Meta counts a message when it reaches its servers. The sandbox process stopped for 0.6 s (a busy
+    CPU starving it) still records the arrival the kernel stamped, so its own delay is never counted as
+    the sender's burst against the rate cap."""
+    port = free_port()
+    proc = cli("--host", "127.0.0.1", "--port", str(port), "--invoices", "5")
+    try:
+        assert proc.stdout.readline().startswith("sandbox listening")
+        base = f"http://127.0.0.1:{port}"
+        creds = requests.get(f"{base}/_sandbox/credentials", timeout=5).json()["credentials"]
+        url = f"{base}/v23.0/{creds['phone_number_id']}/messages"
+        with requests.Session() as http, ThreadPoolExecutor(1) as pool:
+            headers = {"Authorization": f"Bearer {creds['whatsapp_token']}"}
+            assert http.post(url, json=reminder_body("+919820000001"), headers=headers, timeout=10).ok  # connected
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                sent = datetime.now(UTC)
+                answer = pool.submit(http.post, url, json=reminder_body("+919820000002"), headers=headers, timeout=10)
+                time.sleep(0.6)
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            assert answer.result().status_code == 200
+            read = datetime.now(UTC)
+        messages = requests.get(f"{base}/_sandbox/messages", timeout=5).json()["messages"]
+        arrived = datetime.fromisoformat(messages[-1]["received_at"].replace("Z", "+00:00"))
+        assert messages[-1]["to"] == "+919820000002"
+        assert sent - timedelta(milliseconds=5) <= arrived < sent + timedelta(milliseconds=150)
+        assert read - sent > timedelta(milliseconds=550)  # the sandbox did read it late
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
