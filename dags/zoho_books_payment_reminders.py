@@ -65,7 +65,7 @@ MAX_BATCHES = 1000  # stays under Airflow's default max_map_length of 1024
     params={
         "dry_run": Param(False, type="boolean", description="Render and validate every message; send none."),
         "batch_size": Param(
-            100, type="integer", minimum=1, maximum=1000,
+            100, type="integer", minimum=1, maximum=5000,
             description="Most messages per mapped send task (batches are cut into equal, whole waves of parallel tasks).",
         ),
         "messages_per_second": Param(

@@ -178,8 +178,9 @@ def send_batch(
     ``max_workers`` is the fewest threads; a batch whose share of the rate needs more gets them."""
     share = messages_per_second / max(1, ref.parallel_share)
     threads = send_threads(share, max_workers)
+    hook = WhatsAppHook(whatsapp_conn_id)
     sender = BatchSender(
-        WhatsAppHook(whatsapp_conn_id, pool_size=threads),
+        hook,
         ledger,
         load_templates(),
         run,
@@ -190,7 +191,10 @@ def send_batch(
         dry_run=dry_run,
         before_claim=None if dry_run else _live_balance(ledger, ref),
     )
-    return sender.send(ref, stop_at=stop_at)
+    try:
+        return sender.send(ref, stop_at=stop_at)
+    finally:
+        hook.close()
 
 
 def _live_balance(ledger: SendLedger, ref: BatchRef) -> Callable[[dict[str, Any]], dict[str, Any] | None] | None:
