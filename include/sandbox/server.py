@@ -8,6 +8,7 @@ import io
 import ipaddress
 import re
 import socket
+import struct
 import sys
 import threading
 import time
@@ -131,7 +132,7 @@ class _ArrivalStampedReader(socket.SocketIO):
         if self.first_arrival is None:
             for level, kind, data in ancillary:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-                    seconds, nanoseconds = int.from_bytes(data[:8], sys.byteorder), int.from_bytes(data[8:16], sys.byteorder)
+                    seconds, nanoseconds = struct.unpack("qq", data[:16])  # struct timespec
                     self.first_arrival = seconds + nanoseconds / 1e9
         return nbytes
 

@@ -82,8 +82,6 @@ class WhatsAppHook(BaseHook):
 
     :param whatsapp_conn_id: the Airflow connection to use.
     :param timeout: seconds to wait for the API's answer.
-    :param pool_size: connections the session keeps for the number's profile and checks (message
-        requests keep one per sending thread).
     """
 
     conn_name_attr = "whatsapp_conn_id"
@@ -91,11 +89,10 @@ class WhatsAppHook(BaseHook):
     conn_type = "whatsapp"
     hook_name = "WhatsApp Cloud API"
 
-    def __init__(self, whatsapp_conn_id: str = default_conn_name, *, timeout: float = 30.0, pool_size: int = 16) -> None:
+    def __init__(self, whatsapp_conn_id: str = default_conn_name, *, timeout: float = 30.0) -> None:
         super().__init__()
         self.whatsapp_conn_id = whatsapp_conn_id
         self.timeout = timeout
-        self.pool_size = pool_size
 
     @cached_property
     def settings(self) -> WhatsAppSettings:
@@ -131,7 +128,7 @@ class WhatsAppHook(BaseHook):
     @cached_property
     def _session(self) -> requests.Session:
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.pool_size, max_retries=0)
+        adapter = HTTPAdapter(max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers["Authorization"] = f"Bearer {self.settings.access_token}"
